@@ -1,0 +1,33 @@
+"""Helpers shared by the benchmark scripts."""
+
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def command_line():
+    """The exact command that produced a result, for the results files."""
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"python {platform.python_version()}"
+    )
+
+
+def count_parameters(module):
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])

@@ -1,0 +1,384 @@
+"""2-D function approximation: GMNM against tanh and ReLU MLPs and KANs (pykan).
+
+Every model gets the same data, the same full-batch Adam loop with cosine learning-rate
+decay, the same number of steps and about the same number of *effective* parameters
+(trainable parameters that receive a gradient: pykan's KAN also holds a symbolic branch
+whose parameters never do). The learning rate of each model is chosen from ``--lrs`` by
+the geometric mean of *validation* MSE over all functions with seed 0; the chosen rate is
+then run with every seed, and *test* MSE is reported (median, min, max over seeds).
+
+Usage::
+
+    python benchmarks/function_approx.py             # full run (about 30 minutes, 2 cores)
+    python benchmarks/function_approx.py --quick     # smoke run
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, command_line, machine, median
+
+from sklearn_gmnm.nn import GMNM
+
+# --- the functions, on [-1, 1]^2 ------------------------------------------------------
+
+
+def franke(x, y):  # smooth, a classic interpolation test (rescaled to [0, 1]^2)
+    x, y = (x + 1) / 2, (y + 1) / 2
+    return (
+        0.75 * torch.exp(-((9 * x - 2) ** 2) / 4 - (9 * y - 2) ** 2 / 4)
+        + 0.75 * torch.exp(-((9 * x + 1) ** 2) / 49 - (9 * y + 1) / 10)
+        + 0.5 * torch.exp(-((9 * x - 7) ** 2) / 4 - (9 * y - 3) ** 2 / 4)
+        - 0.2 * torch.exp(-((9 * x - 4) ** 2) - (9 * y - 7) ** 2)
+    )
+
+
+FUNCTIONS = {
+    # smooth
+    "franke": franke,
+    "exp_sin": lambda x, y: torch.exp(torch.sin(math.pi * x) + y**2),  # the KAN paper's
+    "product": lambda x, y: x * y,
+    # oscillating
+    "oscillating": lambda x, y: torch.sin(3 * math.pi * x) * torch.sin(3 * math.pi * y),
+    "radial_wave": lambda x, y: torch.cos(8 * torch.sqrt(x**2 + y**2)),
+    # sharp ridge
+    "sharp_ridge": lambda x, y: torch.exp(
+        -50 * (y - 0.5 * torch.sin(math.pi * x)) ** 2
+    ),
+    # discontinuous
+    "disc": lambda x, y: ((x**2 + y**2) < 0.5).to(x.dtype),
+    "step_diagonal": lambda x, y: torch.sign(x + y - 0.2),
+}
+KIND = {
+    "franke": "smooth",
+    "exp_sin": "smooth",
+    "product": "smooth",
+    "oscillating": "oscillating",
+    "radial_wave": "oscillating",
+    "sharp_ridge": "sharp ridge",
+    "disc": "discontinuous",
+    "step_diagonal": "discontinuous",
+}
+
+
+def make_data(name, n_train, n_val, grid, seed=1234):
+    """Random train and validation points, a regular test grid; targets noise-free."""
+    g = torch.Generator().manual_seed(seed)
+    f = FUNCTIONS[name]
+
+    def sample(n):
+        x = torch.rand(n, 2, generator=g) * 2 - 1
+        return x, f(x[:, 0], x[:, 1]).unsqueeze(1)
+
+    lin = torch.linspace(-1, 1, grid)
+    xx, yy = torch.meshgrid(lin, lin, indexing="ij")
+    x_test = torch.stack([xx.ravel(), yy.ravel()], 1)
+    y_test = f(x_test[:, 0], x_test[:, 1]).unsqueeze(1)
+    return (*sample(n_train), *sample(n_val), x_test, y_test)
+
+
+# --- the models, about 220 effective parameters each -----------------------------------
+
+
+def mlp(activation, hidden):
+    return nn.Sequential(
+        nn.Linear(2, hidden),
+        activation(),
+        nn.Linear(hidden, hidden),
+        activation(),
+        nn.Linear(hidden, 1),
+    )
+
+
+def kan(width, grid):
+    from kan import KAN  # pykan, from the bench extra
+
+    model = KAN(width=width, grid=grid, k=3, seed=0, auto_save=False)
+    model.speed()  # no symbolic branch, no stored activations: what training needs
+    return model
+
+
+# name -> (builder, uses data-aware initialisation)
+MODELS = {
+    "gmnm_data": (lambda: GMNM(2, 1, n_components=32, n_projections=2), True),
+    "gmnm_random": (lambda: GMNM(2, 1, n_components=32, n_projections=2), False),
+    "tanh_mlp": (lambda: mlp(nn.Tanh, 13), False),
+    "relu_mlp": (lambda: mlp(nn.ReLU, 13), False),
+    "kan_2_7_1_g5": (lambda: kan([2, 7, 1], 5), False),
+    "kan_2_5_1_g10": (lambda: kan([2, 5, 1], 10), False),
+}
+
+
+def effective_parameters(model, x):
+    """Trainable parameters that receive a non-zero gradient on ``x``."""
+    model.zero_grad(set_to_none=True)
+    model(x).square().mean().backward()
+    count = sum(
+        p.numel()
+        for p in model.parameters()
+        if p.grad is not None and p.grad.abs().sum() > 0
+    )
+    model.zero_grad(set_to_none=True)
+    return count
+
+
+def train(name, data, lr, steps, seed):
+    x_tr, y_tr, x_val, y_val, x_te, y_te = data
+    builder, data_aware = MODELS[name]
+    torch.manual_seed(seed)
+    model = builder()
+    if data_aware:
+        model.init_from_data(x_tr, random_state=seed)
+    n_params = effective_parameters(model, x_tr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    curve = []
+    start = time.perf_counter()
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.mse_loss(model(x_tr), y_tr)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        if step % max(1, steps // 100) == 0:
+            curve.append(loss.item())
+    seconds_per_step = (time.perf_counter() - start) / steps
+    with torch.no_grad():
+        val = nn.functional.mse_loss(model(x_val), y_val).item()
+        test = nn.functional.mse_loss(model(x_te), y_te).item()
+    if not math.isfinite(val):
+        val = test = float("inf")
+    return {
+        "val_mse": val,
+        "test_mse": test,
+        "params": n_params,
+        "ms_per_step": 1e3 * seconds_per_step,
+        "curve": curve,
+    }
+
+
+def geometric_mean(values):
+    return float(np.exp(np.mean(np.log(np.maximum(values, 1e-30)))))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--lrs", type=float, nargs="+", default=[3e-3, 1e-2, 3e-2, 1e-1]
+    )
+    parser.add_argument("--functions", nargs="+", default=list(FUNCTIONS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--n-train", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "function_approx"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    if args.quick:
+        args.steps, args.seeds, args.lrs = 200, 1, [1e-2]
+        args.functions = args.functions[:2]
+        args.models = [m for m in args.models if not m.startswith("kan")] + [
+            "kan_2_7_1_g5"
+        ]
+    data = {f: make_data(f, args.n_train, 1024, 100) for f in args.functions}
+
+    # 1. learning rate per model: geometric mean of validation MSE over functions, seed 0
+    chosen, sweep = {}, {}
+    for model in args.models:
+        for lr in args.lrs:
+            runs = {
+                f: train(model, data[f], lr, args.steps, seed=0) for f in args.functions
+            }
+            sweep[(model, lr)] = runs
+            score = geometric_mean([r["val_mse"] for r in runs.values()])
+            print(f"{model:15s} lr={lr:g} val geo-mean MSE {score:.3g}", flush=True)
+            if model not in chosen or score < chosen[model][1]:
+                chosen[model] = (lr, score)
+
+    # 2. every seed at the chosen rate
+    results = {}
+    for model in args.models:
+        lr = chosen[model][0]
+        for f in args.functions:
+            runs = [sweep[(model, lr)][f]]
+            runs += [
+                train(model, data[f], lr, args.steps, seed=s)
+                for s in range(1, args.seeds)
+            ]
+            results[(model, f)] = runs
+        print(f"{model:15s} done", flush=True)
+
+    write_results(results, chosen, args)
+
+
+def write_results(results, chosen, args):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    models, functions = args.models, args.functions
+    table = {
+        (m, f): {
+            "median": median([r["test_mse"] for r in runs]),
+            "min": min(r["test_mse"] for r in runs),
+            "max": max(r["test_mse"] for r in runs),
+        }
+        for (m, f), runs in results.items()
+    }
+    params = {m: results[(m, functions[0])][0]["params"] for m in models}
+    ms = {
+        m: median([r["ms_per_step"] for f in functions for r in results[(m, f)]])
+        for m in models
+    }
+    geo = {
+        m: geometric_mean([table[(m, f)]["median"] for f in functions]) for m in models
+    }
+
+    lines = [
+        "# 2-D function approximation: GMNM vs MLPs vs KAN",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine()}  ",
+        f"Data: {args.n_train} random training points on [-1, 1]^2, 1024 validation points, "
+        "a 100x100 test grid; targets noise-free. Training: full-batch Adam, cosine decay, "
+        f"{args.steps} steps, learning rate per model chosen from {args.lrs} on validation "
+        f"MSE (seed 0, geometric mean over functions), then {args.seeds} seeds. "
+        "Parameters: trainable parameters that receive a gradient.",
+        "",
+        "## Test MSE, median over seeds [min, max]",
+        "",
+        "| function | kind | " + " | ".join(models) + " |",
+        "|---|---|" + "---|" * len(models),
+    ]
+    for f in functions:
+        best = min(table[(m, f)]["median"] for m in models)
+        cells = []
+        for m in models:
+            t = table[(m, f)]
+            text = f"{t['median']:.2e} [{t['min']:.1e}, {t['max']:.1e}]"
+            cells.append(f"**{text}**" if t["median"] == best else text)
+        lines.append(f"| {f} | {KIND[f]} | " + " | ".join(cells) + " |")
+    lines += [
+        "| **geometric mean** | | "
+        + " | ".join(f"{geo[m]:.2e}" for m in models)
+        + " |",
+        "| parameters | | " + " | ".join(str(params[m]) for m in models) + " |",
+        "| ms per step | | " + " | ".join(f"{ms[m]:.2f}" for m in models) + " |",
+        "| learning rate | | " + " | ".join(f"{chosen[m][0]:g}" for m in models) + " |",
+        "",
+    ]
+    gm = [m for m in models if m.startswith("gmnm")]
+    mlps = [m for m in models if m.endswith("mlp")]
+    kans = [m for m in models if m.startswith("kan")]
+    if gm and mlps and kans:
+        g = min(gm, key=geo.get)
+        best_mlp = min(mlps, key=geo.get)
+        best_kan = min(kans, key=geo.get)
+        ratio_mlp = geo[g] / geo[best_mlp]
+        ratio_kan = geo[g] / geo[best_kan]
+        lines += [
+            "## Targets",
+            "",
+            f"- best GMNM (`{g}`) geometric-mean MSE / best MLP's (`{best_mlp}`): "
+            f"**{ratio_mlp:.3f}x** (target <= 0.2x: {'met' if ratio_mlp <= 0.2 else 'NOT met'})",
+            f"- vs best KAN (`{best_kan}`): **{ratio_kan:.3f}x** (target < 1: "
+            f"{'met' if ratio_kan < 1 else 'NOT met'}), at {ms[g]:.2f} ms/step against the "
+            f"KAN's {ms[best_kan]:.2f} ms/step "
+            f"({'met' if ms[g] <= ms[best_kan] else 'NOT met'})",
+            "- GMNM wins on: "
+            + ", ".join(
+                f
+                for f in functions
+                if min(table[(m, f)]["median"] for m in gm)
+                <= min(table[(m, f)]["median"] for m in models)
+            ),
+            "- GMNM loses on: "
+            + (
+                ", ".join(
+                    f"{f} (best: {min(models, key=lambda m: table[(m, f)]['median'])})"
+                    for f in functions
+                    if min(table[(m, f)]["median"] for m in gm)
+                    > min(table[(m, f)]["median"] for m in models)
+                )
+                or "none"
+            ),
+            "",
+        ]
+    if "gmnm_data" in models and "gmnm_random" in models:
+        wins = sum(
+            table[("gmnm_data", f)]["median"] < table[("gmnm_random", f)]["median"]
+            for f in functions
+        )
+        lines += [
+            "## Data-aware vs random initialisation",
+            "",
+            f"Data-aware initialisation (k-means centres, widths from centre spacing) gives a "
+            f"lower median test MSE on {wins} of {len(functions)} functions; geometric mean "
+            f"{geo['gmnm_data']:.2e} vs {geo['gmnm_random']:.2e} "
+            f"({geo['gmnm_data'] / geo['gmnm_random']:.2f}x).",
+            "",
+        ]
+    text = "\n".join(lines)
+    Path(f"{args.out}.md").write_text(text)
+    Path(f"{args.out}.json").write_text(
+        json.dumps(
+            {
+                "command": command_line(),
+                "machine": machine(),
+                "learning_rates": {m: chosen[m][0] for m in models},
+                "runs": {f"{m}/{f}": runs for (m, f), runs in results.items()},
+            },
+            indent=1,
+        )
+    )
+    plot(table, results, models, functions, args.out)
+    print(text)
+
+
+def plot(table, results, models, functions, out):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install '.[bench]').")
+        return
+    fig, (ax, ax2) = plt.subplots(
+        1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [2, 1]}
+    )
+    width = 0.8 / len(models)
+    xs = np.arange(len(functions))
+    for i, m in enumerate(models):
+        med = [table[(m, f)]["median"] for f in functions]
+        lo = [med[j] - table[(m, f)]["min"] for j, f in enumerate(functions)]
+        hi = [table[(m, f)]["max"] - med[j] for j, f in enumerate(functions)]
+        ax.bar(xs + i * width, med, width, yerr=[lo, hi], label=m, capsize=2)
+    ax.set_yscale("log")
+    ax.set_xticks(xs + 0.4 - width / 2)
+    ax.set_xticklabels(functions, rotation=30, ha="right")
+    ax.set_ylabel("test MSE (median, min-max over seeds)")
+    ax.legend(fontsize=8, ncol=2)
+    f = functions[0]
+    for m in models:
+        curve = results[(m, f)][0]["curve"]
+        ax2.plot(np.linspace(0, 1, len(curve)), curve, label=m)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("fraction of training")
+    ax2.set_ylabel(f"training MSE ({f}, seed 0)")
+    fig.tight_layout()
+    fig.savefig(f"{out}.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Speed and memory of one GMNM layer against a Linear+ReLU block of the same size.
+
+For each ``in_features`` d and batch size N, a GMNM layer d -> d (m Gaussians, k
+projections) is timed forward+backward against ``Linear(d, h) -> ReLU -> Linear(h, d)``
+with h chosen so both have the same number of trainable parameters. Variants of GMNM:
+
+- ``fused``: the library's layer with learnt offsets (``explicit_centers=False``),
+- ``centres``: the library's default layer (explicit centres, offsets formed in forward),
+- ``autograd``: the same fused maths left to autograd op by op (no custom backward),
+- ``unfused``: the explicit formula that builds the (N, m, d) tensor ``x - mu``,
+- ``compiled``: ``torch.compile`` of the ``fused`` layer.
+
+Every timing is the median over ``--repeats`` rounds, models interleaved within a round
+so drifts in machine speed hit all of them alike; ratios are samples/s of the variant
+over samples/s of the ReLU block (higher is better for GMNM). Memory: bytes autograd
+saves for backward (exact, per step) and the peak resident memory a training step adds
+(measured in a fresh subprocess per model). Usage::
+
+    python benchmarks/layer_speed.py            # full table (about 10 minutes on 2 cores)
+    python benchmarks/layer_speed.py --quick    # a small smoke run
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, command_line, count_parameters, machine, median
+
+from sklearn_gmnm.nn import GMNM
+from sklearn_gmnm.nn import functional as F
+
+
+class AutogradGMNM(nn.Module):
+    """The fused maths without the custom backward, for comparison."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        g = self.layer
+        h = nn.functional.linear(x, g.weight, g.offsets())  # (N, k*m)
+        y2 = h.unflatten(-1, (g.n_projections, -1)).square().sum(-2)  # (N, m)
+        return nn.functional.linear(torch.exp(-0.5 * y2), g.mixture_weight, g.bias)
+
+
+class UnfusedGMNM(nn.Module):
+    """The explicit formula with the (N, m, d) tensor x - mu."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+        g = layer.gaussians()
+        self.projections = nn.Parameter(g["projections"])
+        self.centers = nn.Parameter(g["centers"])
+
+    def forward(self, x):
+        g = self.layer
+        return F.gmnm_reference(
+            x, self.projections, self.centers, g.mixture_weight, g.bias
+        )
+
+
+def build(name, d, m, k):
+    """The model called ``name`` for inputs of width d (same seed for every variant)."""
+    torch.manual_seed(0)
+    fused = GMNM(d, d, n_components=m, n_projections=k, explicit_centers=False)
+    if name == "relu":
+        budget = count_parameters(fused)
+        hidden = max(1, round((budget - d) / (2 * d + 1)))
+        return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d))
+    if name == "fused":
+        return fused
+    if name == "centres":
+        return GMNM(d, d, n_components=m, n_projections=k, explicit_centers=True)
+    if name == "autograd":
+        return AutogradGMNM(fused)
+    if name == "unfused":
+        return UnfusedGMNM(fused)
+    if name == "compiled":
+        return torch.compile(fused, dynamic=False)
+    raise ValueError(name)
+
+
+def train_step(model, x):
+    model.zero_grad(set_to_none=True)
+    model(x).square().mean().backward()
+
+
+def saved_bytes(model, x):
+    """Bytes of the distinct tensors autograd keeps for backward in one step."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x).square().mean()
+    del out
+    return sum(storages.values())
+
+
+MEMORY_BATCH = 32768
+
+
+def peak_step_memory(name, d, m, k, threads, n=MEMORY_BATCH):
+    """Peak resident memory one training step adds, in MiB, in a fresh process.
+
+    The process makes the model and a batch of ``n`` rows and runs one step on 8 rows
+    (which loads the libraries and thread pools a step needs). It then resets the
+    kernel's high-water mark of its resident memory (``/proc/self/clear_refs``), runs
+    one step on the full batch, and reports the new high-water mark minus the resident
+    size before the step: what the step itself holds at its peak (activations,
+    temporaries and gradients).
+    """
+    code = (
+        "import sys, json, torch; sys.path.insert(0, 'benchmarks');"
+        "import layer_speed as L;"
+        f"torch.set_num_threads({threads});"
+        f"model = L.build({name!r}, {d}, {m}, {k}); x = torch.randn({n}, {d});"
+        "L.train_step(model, x[:8]); model.zero_grad(set_to_none=True);"
+        "status = lambda key: int([l for l in open('/proc/self/status')"
+        " if l.startswith(key)][0].split()[1]) * 1024;"
+        "open('/proc/self/clear_refs', 'w').write('5');"
+        "rss = status('VmRSS:');"
+        "L.train_step(model, x);"
+        "print(json.dumps({'rss': rss, 'peak': status('VmHWM:')}))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return max(result["peak"] - result["rss"], 0) / 2**20
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-components", type=int, default=256)
+    parser.add_argument("--n-projections", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "layer_speed"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    m, k = args.n_components, args.n_projections
+    dims = [2, 16] if args.quick else [2, 16, 64, 256]
+    batches = [256] if args.quick else [256, 4096]
+    repeats = 3 if args.quick else args.repeats
+    names = ["relu", "fused", "centres", "autograd", "unfused", "compiled"]
+    if args.quick:
+        names.remove("compiled")
+
+    rows = []
+    for d in dims:
+        for n in batches:
+            x = torch.randn(n, d)
+            models = {name: build(name, d, m, k) for name in names}
+            for model in models.values():  # warm up (and compile)
+                for _ in range(3):
+                    train_step(model, x)
+            times = {name: [] for name in names}
+            inner = max(1, 2048 // n)  # steps per timing, so each lasts > ~1 ms
+            for _ in range(repeats):
+                for name, model in models.items():
+                    start = time.perf_counter()
+                    for _ in range(inner):
+                        train_step(model, x)
+                    times[name].append((time.perf_counter() - start) / inner)
+            t = {name: median(v) for name, v in times.items()}
+            saved = {
+                name: saved_bytes(models[name], x)
+                for name in names
+                if name != "compiled"
+            }
+            peak = (
+                {
+                    name: peak_step_memory(name, d, m, k, args.threads)
+                    for name in ["relu", "fused", "centres", "autograd"]
+                }
+                if n == batches[0]  # one memory figure per d, at MEMORY_BATCH rows
+                else rows[-1]["peak_mib"]
+            )
+            row = {
+                "d": d,
+                "N": n,
+                "relu_hidden": models["relu"][0].out_features,
+                "params_gmnm": count_parameters(models["fused"]),
+                "params_relu": count_parameters(models["relu"]),
+                "params_centres": count_parameters(models["centres"]),
+                "relu_samples_per_s": n / t["relu"],
+                **{
+                    f"speed_{name}": t["relu"] / t[name]
+                    for name in names
+                    if name != "relu"
+                },
+                **{f"saved_{name}": saved[name] / saved["relu"] for name in saved},
+                "peak_mib": peak,
+                **{
+                    f"peak_{name}": peak[name] / max(peak["relu"], 1e-9)
+                    for name in peak
+                },
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+    write_results(rows, names, args, m, k)
+
+
+def write_results(rows, names, args, m, k):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = args.out
+    variants = [n for n in names if n != "relu"]
+    lines = [
+        "# GMNM layer speed and memory vs a Linear+ReLU block (CPU)",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine()}  ",
+        f"GMNM d -> d with m={m} Gaussians, k={k} projections; the ReLU block "
+        "`Linear(d, h) -> ReLU -> Linear(h, d)` has the same number of trainable "
+        "parameters as the `fused` layer. Speed: samples/s of a forward+backward step, "
+        "as a multiple of the ReLU block's (median of interleaved repeats; > 1 means "
+        "GMNM is faster). Memory: bytes autograd saves for backward, and the peak resident "
+        f"memory a training step adds at batch {MEMORY_BATCH} (one figure per d, measured "
+        "in a fresh process per model), as multiples of the ReLU block's (< 1 means GMNM "
+        "uses less).",
+        "",
+        "| d | N | params (GMNM / ReLU h) | ReLU samples/s | "
+        + " | ".join(f"speed {v}" for v in variants)
+        + " | saved fused | saved centres | saved autograd | saved unfused"
+        " | peak fused | peak centres | peak autograd | ReLU peak MiB |",
+        "|" + "---|" * (4 + len(variants) + 8),
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['d']} | {r['N']} | {r['params_gmnm']} / h={r['relu_hidden']} | "
+            f"{r['relu_samples_per_s']:,.0f} | "
+            + " | ".join(f"{r[f'speed_{v}']:.2f}x" for v in variants)
+            + f" | {r['saved_fused']:.2f}x | {r['saved_centres']:.2f}x"
+            f" | {r['saved_autograd']:.2f}x | {r['saved_unfused']:.2f}x"
+            f" | {r['peak_fused']:.2f}x | {r['peak_centres']:.2f}x"
+            f" | {r['peak_autograd']:.2f}x | {r['peak_mib']['relu']:.0f} |"
+        )
+    lines.append("")
+    lines.append(
+        "`centres` carries m*(d-k) more parameters than the ReLU block it is compared "
+        "with (the explicit centres); its ratios are against the same ReLU block."
+    )
+    with open(f"{out}.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(f"{out}.json", "w") as f:
+        json.dump(
+            {"command": command_line(), "machine": machine(), "rows": rows}, f, indent=1
+        )
+    plot(rows, variants, out)
+    print("\n".join(lines))
+
+
+def plot(rows, variants, out):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install '.[bench]').")
+        return
+    batches = sorted({r["N"] for r in rows})
+    fig, axes = plt.subplots(
+        1, len(batches), figsize=(5 * len(batches), 4), squeeze=False
+    )
+    for ax, n in zip(axes[0], batches, strict=True):
+        sub = [r for r in rows if r["N"] == n]
+        dims = [r["d"] for r in sub]
+        for v in variants:
+            ax.plot(dims, [r[f"speed_{v}"] for r in sub], marker="o", label=v)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(0.8, color="k", lw=0.8, ls="--")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("in_features d")
+        ax.set_ylabel("samples/s relative to Linear+ReLU")
+        ax.set_title(f"batch {n}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(f"{out}.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,859 @@
+"""GMNMRegressor and GMNMClassifier: scikit-learn estimators with a GMNM network inside."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.preprocessing import LabelBinarizer, LabelEncoder, StandardScaler
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import column_or_1d
+from skorch.callbacks import EpochScoring, PassthroughScoring, ProgressBar
+from skorch.dataset import ValidSplit
+
+from . import _net
+from ._sklearn_compat import (
+    Interval,
+    StrOptions,
+    _check_sample_weight,
+    _fit_context,
+    check_is_fitted,
+    validate_data,
+)
+
+__all__ = ["GMNMClassifier", "GMNMRegressor"]
+
+PREDICT_BATCH_SIZE = 65536  # rows per forward pass in predict: bounds memory
+
+
+def _resolve_device(device):
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested, but CUDA is not available on this "
+            "machine. Use device='cpu' or device='auto'."
+        )
+    return device
+
+
+class BaseGMNM(BaseEstimator):
+    """Parameters and training shared by GMNMRegressor and GMNMClassifier.
+
+    The network is :class:`~sklearn_gmnm.nn.GMNMMLP` behind a standardisation of the
+    inputs, trained by a skorch net (:attr:`net_`) with Adam.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like"],
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_projections": [Interval(Integral, 1, None, closed="left")],
+        "embedding_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "init": [StrOptions({"data", "random"})],
+        "standardize": ["boolean"],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "device": [str],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(),
+        *,
+        n_components=32,
+        n_projections=2,
+        embedding_dim=None,
+        init="data",
+        standardize=True,
+        alpha=1e-4,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=200,
+        tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+        device="cpu",
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.n_components = n_components
+        self.n_projections = n_projections
+        self.embedding_dim = embedding_dim
+        self.init = init
+        self.standardize = standardize
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # --- hooks the two estimators fill in -------------------------------------------
+
+    def _encode_targets(self, y, sample_weight, dtype, *, first_call, classes=None):
+        """Targets as the tensor the loss takes; on the first call, set y attributes."""
+        raise NotImplementedError
+
+    def _criterion(self):
+        raise NotImplementedError
+
+    def _validation_score(self, y_true, output):
+        raise NotImplementedError
+
+    # --- checks -----------------------------------------------------------------------
+
+    def _check_hidden_layer_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
+            raise ValueError(
+                "hidden_layer_sizes must be a sequence of positive integers, got "
+                f"{self.hidden_layer_sizes!r}."
+            )
+        return tuple(int(s) for s in sizes)
+
+    def _validate_input(self, X, y, *, reset):
+        return validate_data(
+            self,
+            X,
+            y,
+            reset=reset,
+            dtype=(np.float64, np.float32),
+            multi_output=True,
+            y_numeric=not is_classifier(self),
+        )
+
+    # --- training ---------------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight, *, incremental, classes=None):
+        first_call = not ((self.warm_start or incremental) and hasattr(self, "net_"))
+        hidden_layer_sizes = self._check_hidden_layer_sizes()
+        device = _resolve_device(self.device)
+        X, y = self._validate_input(X, y, reset=first_call)
+        if not X.flags.writeable:  # torch cannot wrap read-only arrays (memmaps)
+            X = X.copy()
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+        )
+        if not sample_weight.sum() > 0:
+            raise ValueError("sample_weight sums to zero: there is nothing to fit.")
+        # Computations use X's dtype, as scikit-learn's MLP does: float32 stays float32.
+        dtype = torch.float64 if X.dtype == np.float64 else torch.float32
+        y_train = self._encode_targets(
+            y, sample_weight, dtype, first_call=first_call, classes=classes
+        )
+        sample_weight = self._extra_sample_weight(y, sample_weight)
+        if not sample_weight.sum() > 0:
+            raise ValueError(
+                "class_weight and sample_weight leave no weight to fit on."
+            )
+        # An int random_state gives the same seed at every fit, None a new one.
+        seed = check_random_state(self.random_state).randint(2**31 - 1)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if first_call:
+                net = self._build_net(
+                    X,
+                    sample_weight,
+                    hidden_layer_sizes,
+                    dtype,
+                    device,
+                    seed,
+                    incremental,
+                )
+            else:
+                net = self.net_
+            net.set_params(
+                device=device, alpha=self.alpha, mean_weight=float(sample_weight.mean())
+            )
+            inputs = {
+                "X": torch.as_tensor(X, dtype=dtype),
+                "sample_weight": torch.as_tensor(sample_weight, dtype=dtype),
+            }
+            epochs = 1 if incremental else self.max_iter
+            n_iter_before = len(net.history)
+            # An interrupt or error here leaves a first fit without net_: not fitted.
+            net.partial_fit(inputs, y_train, epochs=epochs)
+
+        self.net_ = net
+        self._record_history(incremental, n_iter_before)
+        return self
+
+    def _extra_sample_weight(self, y, sample_weight):
+        return sample_weight
+
+    def _build_net(
+        self, X, sample_weight, hidden_layer_sizes, dtype, device, seed, incremental
+    ):
+        if self.standardize:
+            scaler = StandardScaler().fit(X, sample_weight=sample_weight)
+            x_mean, x_scale = scaler.mean_, scaler.scale_
+        else:
+            x_mean, x_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        module = _net.StandardizedGMNMNetwork(
+            torch.as_tensor(x_mean, dtype=dtype),
+            torch.as_tensor(x_scale, dtype=dtype),
+            self.n_outputs_,
+            hidden_layer_sizes=hidden_layer_sizes,
+            n_components=self.n_components,
+            n_projections=self.n_projections,
+            embedding_dim=self.embedding_dim,
+        )
+        if self.init == "data":
+            with torch.no_grad():
+                standardized = module.standardize(torch.as_tensor(X, dtype=dtype))
+            module.body.init_from_data(
+                standardized, sample_weight=sample_weight, random_state=seed
+            )
+
+        n_samples = X.shape[0]
+        batch_size = (
+            min(200, n_samples)
+            if self.batch_size == "auto"
+            else min(self.batch_size, n_samples)
+        )
+        early_stopping = self.early_stopping and not incremental
+        callbacks = [
+            (
+                "convergence",
+                _net.Convergence(
+                    early_stopping=early_stopping,
+                    tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change,
+                    learning_rate=self.learning_rate_init,
+                ),
+            )
+        ]
+        if early_stopping:
+            callbacks.insert(
+                0,
+                (
+                    "valid_score",
+                    EpochScoring(
+                        _net.epoch_scorer(self._validation_score),
+                        lower_is_better=False,
+                        name="valid_score",
+                    ),
+                ),
+            )
+        if self.verbose >= 2:
+            callbacks.append(("progress_bar", ProgressBar()))
+        train_split = (
+            ValidSplit(
+                self.validation_fraction,
+                stratified=is_classifier(self)
+                and self.n_outputs_ > 1
+                and not getattr(self, "_multilabel", False),
+                random_state=seed,
+            )
+            if early_stopping
+            else None
+        )
+        net = _net.GMNMNet(
+            module,
+            criterion=self._criterion(),
+            optimizer=torch.optim.Adam,
+            lr=self.learning_rate_init,
+            max_epochs=self.max_iter,
+            batch_size=batch_size,
+            iterator_train=_net.BatchIterator,
+            iterator_train__shuffle=True,
+            iterator_valid=_net.BatchIterator,
+            iterator_valid__batch_size=max(batch_size, 4096),
+            train_split=train_split,
+            callbacks=callbacks,
+            predict_nonlinearity=None,
+            device=device,
+            verbose=int(self.verbose),
+        )
+        net.initialize()
+        if not early_stopping:  # no validation set: no valid_loss column to fill
+            net.callbacks_ = [
+                (name, cb)
+                for name, cb in net.callbacks_
+                if not (isinstance(cb, PassthroughScoring) and name == "valid_loss")
+            ]
+        return net
+
+    def _record_history(self, incremental, n_iter_before):
+        history = self.net_.history
+        self.loss_curve_ = [float(epoch["train_loss"]) for epoch in history]
+        self.n_iter_ = len(history)
+        self.t_ = int(
+            sum(
+                b.get("train_batch_size", 0)
+                for epoch in history
+                for b in epoch["batches"]
+            )
+        )
+        self.best_loss_ = None if self.early_stopping else float(min(self.loss_curve_))
+        if self.early_stopping and not incremental:
+            self.validation_scores_ = [float(epoch["valid_score"]) for epoch in history]
+            self.best_validation_score_ = float(max(self.validation_scores_))
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        convergence = dict(self.net_.callbacks_)["convergence"]
+        ran = self.n_iter_ - n_iter_before
+        if not incremental and ran == self.max_iter and not convergence.converged_:
+            _net.warn_not_converged(self.max_iter)
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "net_")
+
+    @property
+    def module_(self):
+        """The trained torch module (``net_.module_``)."""
+        check_is_fitted(self, "net_")
+        return self.net_.module_
+
+    def _forward(self, X):
+        """Raw network outputs for X, in batches, as a float64 numpy array."""
+        check_is_fitted(self, "net_")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        if not X.flags.writeable:
+            X = X.copy()
+        module = self.net_.module_
+        dtype = module.x_mean.dtype
+        device = module.x_mean.device
+        outputs = []
+        module.eval()
+        with torch.no_grad():
+            for start in range(0, max(len(X), 1), PREDICT_BATCH_SIZE):
+                batch = torch.as_tensor(
+                    X[start : start + PREDICT_BATCH_SIZE], dtype=dtype
+                )
+                outputs.append(module(batch.to(device)).cpu())
+        return torch.cat(outputs).to(torch.float64).numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
+
+class GMNMRegressor(RegressorMixin, BaseGMNM):
+    """Regression with a Gaussian Mixture-Inspired Nonlinear Module network.
+
+    A network of GMNM layers (arXiv 2510.06660): each maps its input through
+    ``n_components`` Gaussian basis functions with learnt centres and low-rank precision
+    matrices, mixed by unconstrained weights. Inputs and targets are standardised inside
+    the estimator; training is Adam through skorch, with scikit-learn MLP's stopping
+    rules. Parameter names follow :class:`~sklearn.neural_network.MLPRegressor`.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int, default=()
+        Widths of hidden GMNM layers; ``()`` is one GMNM layer from inputs to outputs.
+    n_components : int, default=32
+        Gaussians per GMNM layer.
+    n_projections : int, default=2
+        Projections per Gaussian (rank of its precision matrix).
+    embedding_dim : int or None, default=None
+        If set, a learnt linear map to this many dimensions comes before the Gaussians.
+    init : {'data', 'random'}, default='data'
+        ``'data'`` places the first layer's Gaussians on the (standardised) training
+        data by weighted k-means; ``'random'`` draws them as for standard normal data.
+    standardize : bool, default=True
+        Standardise the inputs (weighted by ``sample_weight``) inside the network.
+        Targets are always standardised internally. Turn this off only if X is already
+        scaled, for instance by a ``StandardScaler`` earlier in a pipeline.
+    alpha : float, default=1e-4
+        Strength of the L2 penalty on weight matrices, as in ``MLPRegressor``.
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
+    learning_rate_init : float, default=0.001
+        Adam's learning rate.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Minimum improvement of the loss (or validation score) that counts.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data and stop when the validation R^2
+        stops improving; the best epoch's weights are kept.
+    validation_fraction : float, default=0.1
+        Fraction of the training data held out for early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` before training stops.
+    warm_start : bool, default=False
+        Continue from the previous fit's weights instead of starting afresh.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling and the validation split. An int gives
+        identical predictions on the CPU fit after fit.
+    verbose : int, default=0
+        0 prints nothing; 1 prints an epoch log; 2 adds a progress bar per epoch.
+    device : str, default='cpu'
+        Torch device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, or ``'auto'`` (CUDA when
+        available). Computations use the dtype of X: float64, or float32 when X is
+        float32 (faster, especially on GPUs).
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained skorch net.
+    module_ : torch.nn.Module
+        The trained network (``net_.module_``).
+    n_iter_ : int
+        Epochs run.
+    t_ : int
+        Training samples seen.
+    loss_curve_ : list of float
+        Training loss per epoch (mean squared error on standardised targets, plus the
+        L2 penalty).
+    best_loss_ : float or None
+        Lowest training loss; None with ``early_stopping=True``.
+    validation_scores_ : list of float or None
+        Validation R^2 per epoch with ``early_stopping=True``; else None.
+    best_validation_score_ : float or None
+        Best validation R^2 with ``early_stopping=True``; else None.
+    n_outputs_ : int
+        Number of targets.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    GMNMClassifier : The classifier.
+    sklearn.neural_network.MLPRegressor : The multi-layer perceptron it mirrors.
+    sklearn_gmnm.nn.GMNM : The torch layer.
+
+    References
+    ----------
+    W. Lu, G. Yuan, H.-k. Zhang, S. Li. "Rethinking Nonlinearity: Trainable Gaussian
+    Mixture Modules for Modern Neural Architectures." arXiv:2510.06660, 2025.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_friedman1
+    >>> from sklearn_gmnm import GMNMRegressor
+    >>> X, y = make_friedman1(n_samples=300, random_state=0)
+    >>> reg = GMNMRegressor(random_state=0).fit(X[:200], y[:200])
+    >>> reg.predict(X[200:]).shape
+    (100,)
+    >>> round(reg.score(X[200:], y[200:]), 1) > 0.5
+    True
+    """
+
+    def _encode_targets(self, y, sample_weight, dtype, *, first_call, classes=None):
+        y = np.asarray(y)
+        y2d = y.reshape(-1, 1) if y.ndim == 1 else y
+        if first_call:  # standardise with the same weights the loss uses
+            self._y_ndim = y.ndim
+            self.n_outputs_ = y2d.shape[1]
+            self._y_mean = np.average(y2d, axis=0, weights=sample_weight)
+            variance = np.average(
+                (y2d - self._y_mean) ** 2, axis=0, weights=sample_weight
+            )
+            self._y_scale = np.where(variance > 0, np.sqrt(variance), 1.0)
+        elif y2d.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y2d.shape[1]} outputs, but the estimator was fitted with "
+                f"{self.n_outputs_}."
+            )
+        return torch.as_tensor((y2d - self._y_mean) / self._y_scale, dtype=dtype)
+
+    def _criterion(self):
+        return torch.nn.MSELoss(reduction="none")
+
+    def _validation_score(self, y_true, output):
+        return r2_score(y_true, output)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data X and targets y.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            Numeric inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights; an integer weight acts as repeated rows.
+
+        Returns
+        -------
+        self : GMNMRegressor
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Train for one epoch on (X, y), continuing from the current weights.
+
+        The first call sets the input and target standardisation from its data.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : GMNMRegressor
+        """
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predict targets for X.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        output = self._forward(X) * self._y_scale + self._y_mean
+        return output.ravel() if self._y_ndim == 1 else output
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class GMNMClassifier(ClassifierMixin, BaseGMNM):
+    """Classification with a Gaussian Mixture-Inspired Nonlinear Module network.
+
+    A network of GMNM layers (arXiv 2510.06660) that outputs one logit per class
+    (softmax and cross-entropy), or one per label for multilabel targets (sigmoid and
+    binary cross-entropy). Inputs are standardised inside the estimator; training is
+    Adam through skorch, with scikit-learn MLP's stopping rules. Parameter names follow
+    :class:`~sklearn.neural_network.MLPClassifier`.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int, default=()
+        Widths of hidden GMNM layers; ``()`` is one GMNM layer from inputs to logits.
+    n_components : int, default=32
+        Gaussians per GMNM layer.
+    n_projections : int, default=2
+        Projections per Gaussian (rank of its precision matrix).
+    embedding_dim : int or None, default=None
+        If set, a learnt linear map to this many dimensions comes before the Gaussians.
+    init : {'data', 'random'}, default='data'
+        ``'data'`` places the first layer's Gaussians on the (standardised) training
+        data by weighted k-means; ``'random'`` draws them as for standard normal data.
+    standardize : bool, default=True
+        Standardise the inputs (weighted by ``sample_weight``) inside the network.
+    alpha : float, default=1e-4
+        Strength of the L2 penalty on weight matrices, as in ``MLPClassifier``.
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
+    learning_rate_init : float, default=0.001
+        Adam's learning rate.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Minimum improvement of the loss (or validation score) that counts.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified) and stop when the
+        validation accuracy stops improving; the best epoch's weights are kept.
+    validation_fraction : float, default=0.1
+        Fraction of the training data held out for early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` before training stops.
+    warm_start : bool, default=False
+        Continue from the previous fit's weights instead of starting afresh.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling and the validation split.
+    verbose : int, default=0
+        0 prints nothing; 1 prints an epoch log; 2 adds a progress bar per epoch.
+    device : str, default='cpu'
+        Torch device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, or ``'auto'``.
+    class_weight : dict, 'balanced' or None, default=None
+        Weights per class, multiplied into ``sample_weight``; ``'balanced'`` weights
+        classes inversely to their frequency. Not available for multilabel targets.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels; for a multilabel indicator y, the label indices
+        ``0 .. n_labels - 1``, as in ``MLPClassifier``.
+    net_ : skorch.NeuralNet
+        The trained skorch net.
+    module_ : torch.nn.Module
+        The trained network.
+    n_iter_ : int
+        Epochs run.
+    t_ : int
+        Training samples seen.
+    loss_curve_ : list of float
+        Training loss (cross-entropy plus L2 penalty) per epoch.
+    best_loss_ : float or None
+        Lowest training loss; None with ``early_stopping=True``.
+    validation_scores_ : list of float or None
+        Validation accuracy per epoch with ``early_stopping=True``; else None.
+    best_validation_score_ : float or None
+        Best validation accuracy with ``early_stopping=True``; else None.
+    n_outputs_ : int
+        Number of network outputs (classes, or labels).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    GMNMRegressor : The regressor.
+    sklearn.neural_network.MLPClassifier : The multi-layer perceptron it mirrors.
+
+    References
+    ----------
+    W. Lu, G. Yuan, H.-k. Zhang, S. Li. "Rethinking Nonlinearity: Trainable Gaussian
+    Mixture Modules for Modern Neural Architectures." arXiv:2510.06660, 2025.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn_gmnm import GMNMClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = GMNMClassifier(random_state=0).fit(X, y)
+    >>> clf.predict(X[:3])
+    array([0, 0, 0])
+    >>> clf.predict_proba(X[:1]).shape
+    (1, 3)
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseGMNM._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(),
+        *,
+        n_components=32,
+        n_projections=2,
+        embedding_dim=None,
+        init="data",
+        standardize=True,
+        alpha=1e-4,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=200,
+        tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+        device="cpu",
+        class_weight=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            n_components=n_components,
+            n_projections=n_projections,
+            embedding_dim=embedding_dim,
+            init=init,
+            standardize=standardize,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate_init=learning_rate_init,
+            max_iter=max_iter,
+            tol=tol,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            warm_start=warm_start,
+            random_state=random_state,
+            verbose=verbose,
+            device=device,
+        )
+        self.class_weight = class_weight
+
+    def _encode_targets(self, y, sample_weight, dtype, *, first_call, classes=None):
+        check_classification_targets(y)
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:  # a column vector: warn, as MLPClassifier
+            y = column_or_1d(y, warn=True)
+        kind = type_of_target(y)
+        multilabel = kind == "multilabel-indicator"
+        if first_call:
+            self._multilabel = multilabel
+            if multilabel:
+                self._label_binarizer = LabelBinarizer().fit(y)
+                self.classes_ = self._label_binarizer.classes_
+                self.n_outputs_ = y.shape[1]
+            else:
+                if np.asarray(y).ndim > 1:
+                    y = np.asarray(y).ravel()
+                encoder = LabelEncoder().fit(y if classes is None else classes)
+                if (
+                    classes is not None
+                    and not np.isin(np.unique(y), encoder.classes_).all()
+                ):
+                    raise ValueError(
+                        f"y has labels {np.setdiff1d(np.unique(y), encoder.classes_)} "
+                        f"that are not in classes={list(encoder.classes_)}."
+                    )
+                if len(encoder.classes_) < 2:
+                    raise ValueError(
+                        "The classifier needs samples of at least 2 classes in the data, "
+                        f"but the data contain only one class: {encoder.classes_[0]!r}."
+                    )
+                self._label_encoder = encoder
+                self.classes_ = encoder.classes_
+                self.n_outputs_ = len(self.classes_)
+        elif multilabel != self._multilabel:
+            raise ValueError(
+                "y is multilabel, but the estimator was fitted on single-label y, or the "
+                "other way round."
+            )
+        if multilabel:
+            return torch.as_tensor(np.asarray(y), dtype=dtype)
+        y = np.asarray(y).ravel() if np.asarray(y).ndim > 1 else y
+        unseen = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unseen):
+            raise ValueError(
+                f"y contains labels {list(unseen)} that the estimator was not fitted "
+                f"with (classes_={list(self.classes_)}). Pass every class to the first "
+                "partial_fit call with classes=."
+            )
+        return torch.as_tensor(self._label_encoder.transform(y), dtype=torch.long)
+
+    def _extra_sample_weight(self, y, sample_weight):
+        if self.class_weight is None:
+            return sample_weight
+        if self._multilabel:
+            raise ValueError("class_weight is not supported for multilabel targets.")
+        y = np.asarray(y).ravel() if np.asarray(y).ndim > 1 else y
+        return sample_weight * compute_sample_weight(self.class_weight, y)
+
+    def _criterion(self):
+        if self._multilabel:
+            return torch.nn.BCEWithLogitsLoss(reduction="none")
+        return torch.nn.CrossEntropyLoss(reduction="none")
+
+    def _validation_score(self, y_true, output):
+        if self._multilabel:
+            return accuracy_score(y_true, (output > 0).astype(int))
+        return accuracy_score(y_true, output.argmax(axis=1))
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data X and labels y.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            Numeric inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels of any type, or a multilabel indicator matrix.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights; an integer weight acts as repeated rows.
+
+        Returns
+        -------
+        self : GMNMClassifier
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one epoch on (X, y), continuing from the current weights.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        classes : array-like of shape (n_classes,), default=None
+            Every class that can occur; required on the first call (unless y is a
+            multilabel indicator matrix), ignored afterwards.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : GMNMClassifier
+        """
+        if (
+            not hasattr(self, "net_")
+            and classes is None
+            and type_of_target(y) != ("multilabel-indicator")
+        ):
+            raise ValueError(
+                "classes must be passed on the first call to partial_fit: every label "
+                "that y can take, e.g. classes=np.unique(y_all)."
+            )
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities for X.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes) or (n_samples, n_labels)
+            Softmax of the logits; for multilabel targets, each label's sigmoid.
+        """
+        logits = torch.as_tensor(self._forward(X))
+        if self._multilabel:
+            return torch.sigmoid(logits).numpy()
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed stably from the logits."""
+        logits = torch.as_tensor(self._forward(X))
+        if self._multilabel:
+            return torch.nn.functional.logsigmoid(logits).numpy()
+        return torch.log_softmax(logits, dim=1).numpy()
+
+    def predict(self, X):
+        """Predict class labels for X.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_labels)
+        """
+        logits = self._forward(X)
+        if self._multilabel:
+            return (logits > 0).astype(int)
+        return self.classes_[logits.argmax(axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

@@ -1,0 +1,218 @@
+"""The skorch side of the estimators: the network module, the net and its callbacks."""
+
+import copy
+import math
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from torch import nn
+
+from .nn import GMNMMLP
+
+
+class StandardizedGMNMNetwork(nn.Module):
+    """A :class:`~sklearn_gmnm.nn.GMNMMLP` behind a fixed standardisation of its inputs.
+
+    ``forward(X, sample_weight=None)``: skorch passes every key of the input dictionary
+    as a keyword, so the sample weights reach the loss alongside ``X``; the network
+    ignores them.
+    """
+
+    def __init__(self, x_mean, x_scale, n_outputs, **gmnm_params):
+        super().__init__()
+        self.register_buffer("x_mean", torch.as_tensor(x_mean))
+        self.register_buffer("x_scale", torch.as_tensor(x_scale))
+        self.body = GMNMMLP(
+            len(x_mean), n_outputs, dtype=self.x_mean.dtype, **gmnm_params
+        )
+
+    def standardize(self, X):
+        return (X - self.x_mean) / self.x_scale
+
+    def forward(self, X, sample_weight=None):
+        return self.body(self.standardize(X))
+
+
+class BatchIterator:
+    """Mini-batches cut from whole tensors, in place of a per-row ``DataLoader``.
+
+    A ``DataLoader`` with ``batch_size`` fetches and collates rows one by one, which
+    costs more than the GMNM step itself on tabular data. This iterator indexes the
+    tensors of a skorch ``Dataset`` (or of a ``Subset`` of one, as skorch's validation
+    split makes) once per batch. Shuffling draws from torch's global generator, which
+    the estimators seed from ``random_state``.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def _tensors(self):
+        """(X dict, y, row indices) of the underlying skorch Dataset."""
+        dataset, rows = self.dataset, None
+        if isinstance(dataset, torch.utils.data.Subset):
+            dataset, rows = dataset.dataset, torch.as_tensor(dataset.indices)
+        return dataset.X, dataset.y, rows
+
+    def __iter__(self):
+        X, y, rows = self._tensors()
+        n = len(self.dataset)
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        if rows is not None:
+            order = rows[order]
+        for start in range(0, n, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield {key: value[index] for key, value in X.items()}, y[index]
+
+
+class _StopTraining(Exception):
+    """Raised by a callback to end training (not a KeyboardInterrupt: see GMNMNet)."""
+
+
+class DivergenceError(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+class Convergence(Callback):
+    """scikit-learn MLP's stopping rules, and a stop on a non-finite loss.
+
+    Without early stopping, training stops once the training loss has not improved by
+    ``tol`` for ``n_iter_no_change`` consecutive epochs. With early stopping, the same
+    rule applies to the validation score (higher is better), and the weights of the best
+    epoch are restored at the end. Reaching ``max_epochs`` without either warns with a
+    :class:`~sklearn.exceptions.ConvergenceWarning`, as scikit-learn's MLP does.
+    """
+
+    def __init__(self, early_stopping, tol, n_iter_no_change, learning_rate):
+        self.early_stopping = early_stopping
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.learning_rate = learning_rate
+
+    def initialize(self):
+        self.best_ = math.inf
+        self.misses_ = 0
+        self.best_state_ = None
+        self.converged_ = False
+        return self
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        loss = net.history[
+            -1, "batches", -1, "train_loss" if training else "valid_loss"
+        ]
+        if not math.isfinite(loss):
+            raise DivergenceError(
+                f"The training loss became {loss} in epoch {len(net.history)}: the fit "
+                f"diverged. Lower learning_rate_init (now {self.learning_rate}), or "
+                "check X and y for extreme values (the estimator standardizes them "
+                "unless told not to)."
+            )
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.early_stopping:
+            score = -net.history[-1, "valid_score"]
+        else:
+            score = net.history[-1, "train_loss"]
+        if score < self.best_ - self.tol:
+            self.misses_ = 0
+        else:
+            self.misses_ += 1
+        if score < self.best_:
+            self.best_ = score
+            if self.early_stopping:
+                self.best_state_ = copy.deepcopy(net.module_.state_dict())
+        if self.misses_ >= self.n_iter_no_change:
+            self.converged_ = True
+            raise _StopTraining
+
+    def on_train_end(self, net, **kwargs):
+        if self.early_stopping and self.best_state_ is not None:
+            net.module_.load_state_dict(self.best_state_)
+
+
+class GMNMNet(NeuralNet):
+    """skorch net with sample-weighted losses and scikit-learn MLP's L2 penalty.
+
+    The loss of a batch is ``sum_i w_i * loss_i / (n_batch * mean_weight)``: with one
+    batch per epoch this is the weighted mean, and integer weights train exactly as
+    repeated rows do. ``alpha`` adds ``0.5 * alpha * ||W||^2 / (n_batch * mean_weight)``
+    over the network's weight matrices (not centres, offsets or biases), as
+    :class:`~sklearn.neural_network.MLPRegressor` does.
+
+    Unlike skorch's own ``partial_fit``, a KeyboardInterrupt (Ctrl-C) is not swallowed:
+    it stops the fit and whatever search runs it.
+    """
+
+    def __init__(self, *args, alpha=0.0, mean_weight=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha = alpha
+        self.mean_weight = mean_weight
+
+    def penalized_parameters(self):
+        for name, param in self.module_.named_parameters():
+            if name.endswith("weight"):  # projections, mixture and embedding weights
+                yield param
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = y_true.to(device=y_pred.device)
+        weights = X["sample_weight"].to(device=y_pred.device)
+        per_sample = self.criterion_(y_pred, y_true)
+        if per_sample.ndim > 1:  # several outputs or labels: average them per sample
+            per_sample = per_sample.mean(1)
+        total_weight = len(weights) * self.mean_weight
+        loss = (weights * per_sample).sum() / total_weight
+        if training and self.alpha:
+            squares = sum(p.square().sum() for p in self.penalized_parameters())
+            loss = loss + 0.5 * self.alpha * squares / total_weight
+        return loss
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        if not self.initialized_:
+            self.initialize()
+        self.notify("on_train_begin", X=X, y=y)
+        try:
+            self.fit_loop(X, y, **fit_params)
+        except _StopTraining:
+            pass
+        self.notify("on_train_end", X=X, y=y)
+        return self
+
+
+def epoch_scorer(score):
+    """An EpochScoring callable from ``score(y_true, raw_output)``."""
+
+    def scoring(net, X, y):
+        with torch.no_grad():
+            output = net.forward(X).cpu().numpy()
+        y_true = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        return score(y_true, output)
+
+    return scoring
+
+
+def warn_not_converged(max_iter):
+    warnings.warn(
+        f"Stochastic optimizer: maximum iterations ({max_iter}) reached and the "
+        "optimization hasn't converged yet. Increase max_iter, or use early_stopping.",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
+
+
+__all__ = [
+    "BatchIterator",
+    "Convergence",
+    "DivergenceError",
+    "GMNMNet",
+    "StandardizedGMNMNetwork",
+    "epoch_scorer",
+    "warn_not_converged",
+]

@@ -1,0 +1,6 @@
+"""Torch building blocks: the GMNM layer and networks made of it."""
+
+from . import functional
+from .modules import GMNM, GMNMMLP
+
+__all__ = ["GMNM", "GMNMMLP", "functional"]

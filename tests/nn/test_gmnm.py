@@ -1,0 +1,325 @@
+"""Tests of the GMNM layer, its functional form and GMNMMLP."""
+
+import copy
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_gmnm.nn import GMNM, GMNMMLP
+from sklearn_gmnm.nn import functional as F
+
+requires_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"
+)
+
+
+def reference(layer, x):
+    """The explicit formula on the layer's own parameters."""
+    g = layer.gaussians()
+    return F.gmnm_reference(
+        x, g["projections"], g["centers"], layer.mixture_weight, layer.bias
+    )
+
+
+@pytest.mark.parametrize("explicit_centers", [True, False])
+@pytest.mark.parametrize("shape", [(7, 3), (4, 5, 3), (2, 2, 2, 3), (3,)])
+def test_output_shape(shape, explicit_centers):
+    layer = GMNM(3, 2, n_components=6, explicit_centers=explicit_centers)
+    out = layer(torch.randn(*shape))
+    assert out.shape == (*shape[:-1], 2)
+
+
+def test_zero_rows():
+    assert GMNM(3, 2)(torch.randn(0, 3)).shape == (0, 2)
+
+
+def test_bad_last_dimension_is_a_value_error():
+    with pytest.raises(ValueError, match="in_features=3"):
+        GMNM(3, 2)(torch.randn(4, 5))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"in_features": 0}, "in_features"),
+        ({"out_features": -1}, "out_features"),
+        ({"n_components": 0}, "n_components"),
+        ({"n_projections": 1.5}, "n_projections"),
+    ],
+)
+def test_bad_sizes_are_named(kwargs, name):
+    args = {"in_features": 3, "out_features": 2} | kwargs
+    with pytest.raises(ValueError, match=name):
+        GMNM(**args)
+
+
+@pytest.mark.parametrize("explicit_centers", [True, False])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_fused_matches_explicit_formula(k, explicit_centers):
+    torch.manual_seed(0)
+    layer = GMNM(
+        4, 3, n_components=9, n_projections=k, explicit_centers=explicit_centers
+    )
+    x = torch.randn(50, 4)
+    torch.testing.assert_close(layer(x), reference(layer, x), atol=1e-6, rtol=0)
+
+
+def _float64_inputs(k, explicit_centers, bias=True):
+    torch.manual_seed(1)
+    layer = GMNM(
+        3,
+        2,
+        n_components=4,
+        n_projections=k,
+        bias=bias,
+        explicit_centers=explicit_centers,
+    ).double()
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    return layer, x
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("explicit_centers", [True, False])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_gradcheck(k, explicit_centers, bias):
+    layer, x = _float64_inputs(k, explicit_centers, bias)
+    params = tuple(p for p in layer.parameters())
+
+    def fused(x, *params):
+        return torch.func.functional_call(
+            layer, dict(zip(names, params, strict=True)), (x,)
+        )
+
+    names = [n for n, _ in layer.named_parameters()]
+    assert torch.autograd.gradcheck(fused, (x, *params))
+
+    # The analytic gradients agree with autograd through the explicit (unfused) formula.
+    out = layer(x)
+    grad_out = torch.randn_like(out)
+    fused_grads = torch.autograd.grad(out, (x, *params), grad_out)
+    ref_grads = torch.autograd.grad(reference_graph(layer, x), (x, *params), grad_out)
+    for a, b in zip(fused_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def reference_graph(layer, x):
+    """The explicit formula, differentiable with respect to the layer's parameters."""
+    m, k = layer.n_components, layer.n_projections
+    projections = layer.weight.view(k, m, -1).transpose(0, 1)
+    if layer.explicit_centers:
+        centers = layer.centers
+    else:
+        c = layer.offset.view(k, m).t().unsqueeze(-1)
+        centers = -(torch.linalg.pinv(projections) @ c).squeeze(-1)
+    return F.gmnm_reference(x, projections, centers, layer.mixture_weight, layer.bias)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_second_derivatives(k):
+    """Laplacians (physics-informed losses) go through the fused backward exactly."""
+    layer, x = _float64_inputs(k, explicit_centers=True)
+    params = tuple(layer.parameters())
+    names = [n for n, _ in layer.named_parameters()]
+
+    def fused(x, *params):
+        return torch.func.functional_call(
+            layer, dict(zip(names, params, strict=True)), (x,)
+        )
+
+    assert torch.autograd.gradgradcheck(fused, (x, *params))
+
+
+def test_reset_parameters_is_deterministic_under_a_seed():
+    torch.manual_seed(3)
+    a = GMNM(5, 2, n_components=8)
+    torch.manual_seed(3)
+    b = GMNM(5, 2, n_components=8)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=0, rtol=0)
+    torch.manual_seed(3)
+    a.reset_parameters()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=0, rtol=0)
+
+
+def test_default_init_gives_informative_responses_on_standardised_inputs():
+    """Without data, Gaussians neither vanish nor saturate on standard-normal inputs."""
+    torch.manual_seed(0)
+    for d, m, k in [(2, 64, 2), (10, 32, 2), (100, 32, 2), (5, 1, 1)]:
+        layer = GMNM(d, 1, n_components=m, n_projections=k)
+        phi = layer.basis(torch.randn(2000, d))
+        mean_response = phi.mean().item()
+        assert 0.02 < mean_response < 0.9, (d, m, k, mean_response)
+
+
+def test_projections_are_orthonormal_directions_within_a_gaussian():
+    layer = GMNM(6, 1, n_components=5, n_projections=3)
+    a = layer.gaussians()["projections"]  # (m, k, d)
+    gram = a @ a.transpose(1, 2) * layer.default_width() ** 2
+    torch.testing.assert_close(gram, torch.eye(3).expand(5, 3, 3), atol=1e-5, rtol=0)
+
+
+def test_state_dict_round_trip():
+    torch.manual_seed(0)
+    a = GMNM(3, 2, n_components=5)
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    b = GMNM(3, 2, n_components=5)
+    b.load_state_dict(torch.load(buffer))
+    x = torch.randn(10, 3)
+    torch.testing.assert_close(a(x), b(x), atol=0, rtol=0)
+
+
+def test_to_float64():
+    layer = GMNM(3, 2, n_components=5).to(torch.float64)
+    out = layer(torch.randn(4, 3, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in layer.parameters())
+
+
+def test_factory_kwargs():
+    layer = GMNM(3, 2, dtype=torch.float64, device="cpu")
+    assert layer.weight.dtype == torch.float64
+
+
+def test_extra_repr():
+    text = repr(GMNM(3, 2, n_components=7, n_projections=4))
+    assert "in_features=3" in text and "n_components=7" in text
+    assert "n_projections=4" in text
+
+
+def test_precisions_are_positive_semidefinite_with_rank_at_most_k():
+    torch.manual_seed(0)
+    layer = GMNM(6, 1, n_components=4, n_projections=2)
+    with torch.no_grad():
+        layer.weight.normal_()
+    precisions = layer.gaussians()["precisions"].double()
+    eigenvalues = torch.linalg.eigvalsh(precisions)
+    assert (eigenvalues > -1e-6).all()
+    assert ((eigenvalues > 1e-6).sum(-1) <= 2).all()
+
+
+@pytest.mark.parametrize("method", ["kmeans", "sample"])
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_data_aware_init_puts_centres_inside_the_data(method, explicit_centers):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(low=[10, -5, 100], high=[20, -1, 300], size=(400, 3))
+    layer = GMNM(
+        3, 1, n_components=16, n_projections=3, explicit_centers=explicit_centers
+    )
+    layer.init_from_data(X, method=method, random_state=0)
+    centers = layer.gaussians()["centers"].numpy()
+    assert (centers >= X.min(0) - 1e-4).all() and (centers <= X.max(0) + 1e-4).all()
+    # Every training point is seen by some Gaussian.
+    phi = layer.basis(torch.as_tensor(X, dtype=torch.float32))
+    assert (phi.max(1).values > 0.05).all()
+
+
+def test_data_aware_init_widths_follow_the_spacing():
+    """Tighter data gives narrower Gaussians (larger projections)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 2))
+    wide = GMNM(2, 1, n_components=16).init_from_data(X * 10, random_state=0)
+    narrow = GMNM(2, 1, n_components=16).init_from_data(X, random_state=0)
+    ratio = narrow.weight.norm() / wide.weight.norm()
+    assert 8 < ratio < 12
+
+
+def test_data_aware_init_is_reproducible_and_handles_few_rows():
+    X = np.random.default_rng(0).normal(size=(5, 2))
+    a = GMNM(2, 1, n_components=8).init_from_data(X, random_state=1)
+    b = GMNM(2, 1, n_components=8).init_from_data(X, random_state=1)
+    torch.testing.assert_close(a.weight, b.weight, atol=0, rtol=0)
+    assert torch.isfinite(a.weight).all()
+
+
+def test_data_aware_init_rejects_bad_input():
+    layer = GMNM(2, 1, n_components=4)
+    with pytest.raises(ValueError, match="in_features=2"):
+        layer.init_from_data(np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        layer.init_from_data(np.full((10, 2), np.nan))
+    with pytest.raises(ValueError, match="method"):
+        layer.init_from_data(np.zeros((10, 2)), method="grid")
+
+
+def test_layer_learns_a_bump():
+    """A few hundred Adam steps fit a 2-D Gaussian bump far better than a constant."""
+    torch.manual_seed(0)
+    x = torch.rand(512, 2) * 4 - 2
+    y = torch.exp(-((x - 0.5) ** 2).sum(1, keepdim=True)) - 0.3 * x[:, :1]
+    layer = GMNM(2, 1, n_components=16).init_from_data(x, random_state=0)
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(layer(x), y)
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.01 * y.var().item()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"hidden_layer_sizes": (8, 8)},
+        {"embedding_dim": 3},
+        {"hidden_layer_sizes": (6, 6), "residual": True, "explicit_centers": False},
+    ],
+)
+@pytest.mark.parametrize("shape", [(7, 6), (2, 3, 6)])
+def test_gmnm_mlp_shapes(kwargs, shape):
+    net = GMNMMLP(6, 4, n_components=5, **kwargs)
+    assert net(torch.randn(*shape)).shape == (*shape[:-1], 4)
+
+
+def test_gmnm_mlp_residual_adds_the_input():
+    torch.manual_seed(0)
+    net = GMNMMLP(4, 1, hidden_layer_sizes=(4,), residual=True, n_components=3)
+    plain = copy.deepcopy(net)
+    plain.residual = False
+    x = torch.randn(5, 4)
+    hidden = net.layers[0](x)
+    torch.testing.assert_close(net(x), net.layers[1](x + hidden))
+    torch.testing.assert_close(plain(x), plain.layers[1](hidden))
+
+
+def test_gmnm_mlp_init_from_data_goes_through_the_embedding():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 10)) * 5
+    net = GMNMMLP(10, 1, embedding_dim=2, n_components=8).init_from_data(
+        X, random_state=0
+    )
+    with torch.no_grad():
+        embedded = net.embedding(torch.as_tensor(X, dtype=torch.float32)).numpy()
+    centers = net.layers[0].gaussians()["centers"].numpy()
+    assert (centers >= embedded.min(0) - 1e-4).all()
+    assert (centers <= embedded.max(0) + 1e-4).all()
+
+
+def test_gmnm_mlp_rejects_bad_widths():
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        GMNMMLP(3, 1, hidden_layer_sizes=(4, 0))
+    with pytest.raises(ValueError, match="embedding_dim"):
+        GMNMMLP(3, 1, embedding_dim=0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_cuda_matches_cpu(explicit_centers):
+    torch.manual_seed(0)
+    layer = GMNM(5, 3, n_components=16, explicit_centers=explicit_centers)
+    x = torch.randn(64, 5)
+    cpu_out = layer(x)
+    cpu_grads = torch.autograd.grad(cpu_out.sum(), tuple(layer.parameters()))
+    gpu = copy.deepcopy(layer).cuda()
+    gpu_out = gpu(x.cuda())
+    gpu_grads = torch.autograd.grad(gpu_out.sum(), tuple(gpu.parameters()))
+    torch.testing.assert_close(gpu_out.cpu(), cpu_out, atol=1e-5, rtol=1e-4)
+    for a, b in zip(gpu_grads, cpu_grads, strict=True):
+        torch.testing.assert_close(a.cpu(), b, atol=1e-4, rtol=1e-3)
+    gpu.init_from_data(x.cuda(), random_state=0)
+    assert gpu.weight.is_cuda

@@ -1,0 +1,466 @@
+"""Behaviour of GMNMRegressor and GMNMClassifier as scikit-learn estimators."""
+
+import io
+import pickle
+import re
+from contextlib import redirect_stdout
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+import torch
+from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.datasets import make_classification, make_friedman1, make_regression
+from sklearn.ensemble import StackingRegressor
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from sklearn_gmnm import GMNMClassifier, GMNMRegressor
+from sklearn_gmnm._net import DivergenceError
+
+FAST = {"max_iter": 30, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    X, y = make_friedman1(n_samples=200, random_state=0)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def classification_data():
+    X, y = make_classification(
+        n_samples=200, n_features=6, n_informative=4, n_classes=3, random_state=0
+    )
+    return X, y
+
+
+def data_for(estimator, regression_data, classification_data):
+    return (
+        regression_data if isinstance(estimator, GMNMRegressor) else classification_data
+    )
+
+
+ESTIMATORS = [GMNMRegressor, GMNMClassifier]
+
+
+# --- parameters ---------------------------------------------------------------------
+
+BAD_VALUES = {
+    "hidden_layer_sizes": [(4, 0), (-1,), "wide"],
+    "n_components": [0, 2.5, "many"],
+    "n_projections": [0, -2],
+    "embedding_dim": [0, 1.5],
+    "init": ["kmeans++", 3],
+    "standardize": ["yes", 2],
+    "alpha": [-1.0, "big"],
+    "batch_size": [0, "all"],
+    "learning_rate_init": [0.0, -0.1],
+    "max_iter": [0, 1.5],
+    "tol": [-1e-3],
+    "early_stopping": ["no"],
+    "validation_fraction": [0.0, 1.0, 1.5],
+    "n_iter_no_change": [0],
+    "warm_start": [3],
+    "random_state": ["seed"],
+    "verbose": [-1, "loud"],
+    "device": [3, "tpu"],
+    "class_weight": ["heavy", 1.0],
+}
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_constraints_cover_every_parameter(Estimator):
+    assert set(Estimator._parameter_constraints) == set(Estimator().get_params())
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_each_bad_value_names_its_parameter(Estimator, classification_data):
+    X, y = classification_data
+    for name in Estimator().get_params():
+        for value in BAD_VALUES[name]:
+            with pytest.raises((ValueError, TypeError, RuntimeError), match=name):
+                Estimator(max_iter=1, **{name: value}).fit(X[:20], y[:20])
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(classification_data):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    X, y = classification_data
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        GMNMClassifier(device="cuda", max_iter=1).fit(X, y)
+
+
+# --- bad input ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_bad_input_errors(Estimator, regression_data, classification_data):
+    X, y = data_for(Estimator(), regression_data, classification_data)
+    est = Estimator(max_iter=2)
+    X_nan = X.copy()
+    X_nan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.fit(X_nan, y)
+    X_inf = X.copy()
+    X_inf[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        est.fit(X_inf, y)
+    with pytest.raises(ValueError, match="2D array"):
+        est.fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="0 sample"):
+        est.fit(X[:0], y[:0])
+    with pytest.raises(ValueError, match=r"could not convert|dtype"):
+        est.fit(np.full(X.shape, "a", dtype=object), y)
+    est.fit(X, y)
+    with pytest.raises(ValueError, match=f"{X.shape[1]} features"):
+        est.predict(X[:, :-1])
+    with pytest.raises(NotFittedError):
+        Estimator().predict(X)
+
+
+def test_nan_or_inf_in_y_is_an_error(regression_data):
+    X, y = regression_data
+    y = y.copy()
+    y[5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        GMNMRegressor(max_iter=2).fit(X, y)
+
+
+def test_one_class_is_an_error(classification_data):
+    X, _ = classification_data
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        GMNMClassifier(max_iter=2).fit(X, np.zeros(len(X)))
+
+
+def test_divergence_is_an_error_that_names_the_remedy(regression_data):
+    X, y = regression_data
+    # Gaussian responses are bounded, so only a truly explosive step overflows.
+    est = GMNMRegressor(learning_rate_init=1e200, max_iter=50, random_state=0)
+    with pytest.raises(DivergenceError, match="learning_rate_init"):
+        est.fit(X, y)
+    # The estimator stays usable: a sensible refit works.
+    est.set_params(learning_rate_init=1e-3, max_iter=5).fit(X, y)
+    assert np.isfinite(est.predict(X)).all()
+
+
+# --- fitted attributes ----------------------------------------------------------------
+
+
+def test_fitted_attributes_without_early_stopping(regression_data):
+    X, y = regression_data
+    est = GMNMRegressor(**FAST).fit(X, y)
+    assert est.n_iter_ == len(est.loss_curve_) <= 30
+    assert est.best_loss_ == min(est.loss_curve_)
+    assert est.validation_scores_ is None and est.best_validation_score_ is None
+    assert est.n_outputs_ == 1 and est.n_features_in_ == X.shape[1]
+    assert est.t_ == est.n_iter_ * len(X)
+    assert est.module_ is est.net_.module_
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(regression_data):
+    X, y = regression_data
+    est = GMNMRegressor(
+        early_stopping=True, n_iter_no_change=3, max_iter=500, random_state=0
+    ).fit(X, y)
+    assert est.n_iter_ < 500
+    assert est.best_loss_ is None
+    assert len(est.validation_scores_) == est.n_iter_
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    # It stopped because each of the last n_iter_no_change epochs beat the best score
+    # before it by less than tol (scikit-learn MLP's rule).
+    scores = est.validation_scores_
+    for epoch in range(len(scores) - 3, len(scores)):
+        assert scores[epoch] < max(scores[:epoch]) + est.tol
+    # The weights kept are those of the best epoch.
+    best_state = dict(est.net_.callbacks_)["convergence"].best_state_
+    for name, value in est.module_.state_dict().items():
+        assert torch.equal(value, best_state[name])
+
+
+def test_convergence_warning_when_max_iter_is_reached(regression_data):
+    X, y = regression_data
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning, match="max_iter"):
+        GMNMRegressor(max_iter=2, random_state=0).fit(X, y)
+
+
+def test_dataframe_feature_names(regression_data):
+    X, y = regression_data
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    est = GMNMRegressor(**FAST).fit(frame, y)
+    np.testing.assert_array_equal(est.feature_names_in_, frame.columns)
+    np.testing.assert_allclose(est.predict(frame), est.predict(X), rtol=1e-12)
+
+
+def test_multi_output_regression():
+    X, y = make_regression(n_samples=120, n_features=4, n_targets=3, random_state=0)
+    est = GMNMRegressor(**FAST).fit(X, y * [1, 100, 0.01])
+    assert est.predict(X).shape == (120, 3)
+    assert est.n_outputs_ == 3
+
+
+def test_multilabel_classification():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = np.stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0], axis=1).astype(int)
+    est = GMNMClassifier(max_iter=300, random_state=0).fit(X, y)
+    assert est.predict(X).shape == (200, 2)
+    proba = est.predict_proba(X)
+    assert proba.shape == (200, 2) and ((proba >= 0) & (proba <= 1)).all()
+    assert (est.predict(X) == y).mean(axis=0).min() > 0.9  # each label
+    assert est.score(X, y) > 0.85  # subset accuracy: both labels right
+
+
+def test_string_labels_and_probabilities(classification_data):
+    X, y = classification_data
+    labels = np.array(["cat", "dog", "emu"])[y]
+    est = GMNMClassifier(**FAST).fit(X, labels)
+    assert set(est.predict(X)) <= set(labels)
+    np.testing.assert_array_equal(est.classes_, ["cat", "dog", "emu"])
+    proba = est.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_allclose(np.log(proba), est.predict_log_proba(X), atol=1e-10)
+    np.testing.assert_array_equal(est.predict(X), est.classes_[proba.argmax(1)])
+
+
+# --- reproducibility and persistence ---------------------------------------------------
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_random_state_gives_identical_predictions(
+    Estimator, regression_data, classification_data
+):
+    X, y = data_for(Estimator(), regression_data, classification_data)
+    a = Estimator(**FAST).fit(X, y)
+    b = Estimator(**FAST).fit(X, y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    c = Estimator(max_iter=30, random_state=1).fit(X, y)
+    if isinstance(a, GMNMRegressor):
+        assert not np.array_equal(a.predict(X), c.predict(X))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_float32_input_trains_in_float32(
+    Estimator, regression_data, classification_data
+):
+    X, y = data_for(Estimator(), regression_data, classification_data)
+    est = Estimator(**FAST).fit(X.astype(np.float32), y)
+    assert next(est.module_.parameters()).dtype.is_floating_point
+    assert str(next(est.module_.parameters()).dtype) == "torch.float32"
+    assert np.isfinite(est.predict(X)).all()
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_pickle_round_trip(Estimator, regression_data, classification_data):
+    X, y = data_for(Estimator(), regression_data, classification_data)
+    est = Estimator(**FAST).fit(X, y)
+    copy = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(est.predict(X), copy.predict(X))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_clone_is_unfitted_with_the_same_parameters(Estimator, classification_data):
+    X, y = classification_data
+    est = Estimator(n_components=7, alpha=0.5, max_iter=2).fit(X, y)
+    copy = clone(est)
+    assert copy.get_params() == est.get_params()
+    assert not hasattr(copy, "net_")
+
+
+# --- training behaviour -----------------------------------------------------------------
+
+
+def test_verbose(classification_data):
+    X, y = classification_data
+    quiet = io.StringIO()
+    with redirect_stdout(quiet):
+        GMNMClassifier(max_iter=3, verbose=0).fit(X, y)
+    assert quiet.getvalue() == ""
+    loud = io.StringIO()
+    with redirect_stdout(loud):
+        GMNMClassifier(max_iter=3, verbose=1).fit(X, y)
+    assert re.search(r"epoch\s+train_loss", loud.getvalue())
+
+
+def test_warm_start_continues(regression_data):
+    X, y = regression_data
+    est = GMNMRegressor(max_iter=10, warm_start=True, random_state=0)
+    est.fit(X, y)
+    first_weights = est.module_.body.layers[0].weight.detach().clone()
+    first_loss = est.loss_curve_[-1]
+    est.fit(X, y)
+    assert est.n_iter_ == 20 and len(est.loss_curve_) == 20
+    assert est.loss_curve_[-1] < first_loss
+    assert not np.allclose(first_weights, est.module_.body.layers[0].weight.detach())
+    cold = GMNMRegressor(max_iter=10, random_state=0).fit(X, y)
+    assert cold.n_iter_ == 10
+
+
+def test_partial_fit_learns(regression_data, classification_data):
+    X, y = regression_data
+    est = GMNMRegressor(learning_rate_init=1e-2, random_state=0)
+    losses = []
+    for _ in range(15):
+        est.partial_fit(X, y)
+        losses.append(est.loss_curve_[-1])
+    assert est.n_iter_ == 15 and losses[-1] < 0.5 * losses[0]
+
+    X, y = classification_data
+    clf = GMNMClassifier(learning_rate_init=1e-2, random_state=0)
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
+    for _ in range(10):
+        clf.partial_fit(X, y)
+    assert clf.score(X, y) > 0.7
+    with pytest.raises(ValueError, match="not fitted with"):
+        clf.partial_fit(X, np.full(len(X), 7))
+
+
+def test_sample_weight_changes_the_fit(regression_data):
+    X, y = regression_data
+    w = np.ones(len(y))
+    w[y > np.median(y)] = 20.0
+    plain = GMNMRegressor(**FAST).fit(X, y)
+    weighted = GMNMRegressor(**FAST).fit(X, y, sample_weight=w)
+    high = y > np.median(y)
+    error_plain = np.abs(plain.predict(X) - y)[high].mean()
+    error_weighted = np.abs(weighted.predict(X) - y)[high].mean()
+    assert error_weighted < error_plain
+
+
+def test_class_weight_shifts_predictions_towards_the_weighted_class():
+    X, y = make_classification(
+        n_samples=300, weights=[0.85], flip_y=0.1, class_sep=0.5, random_state=0
+    )
+    plain = GMNMClassifier(**FAST).fit(X, y)
+    weighted = GMNMClassifier(class_weight={0: 1.0, 1: 10.0}, **FAST).fit(X, y)
+    balanced = GMNMClassifier(class_weight="balanced", **FAST).fit(X, y)
+    assert (weighted.predict(X) == 1).sum() > (plain.predict(X) == 1).sum()
+    assert (balanced.predict(X) == 1).sum() > (plain.predict(X) == 1).sum()
+
+
+# --- scikit-learn machinery ---------------------------------------------------------------
+
+
+def mixed_frame(n=160, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "age": rng.uniform(20, 70, n),
+            "income": rng.lognormal(10, 0.5, n),
+            "city": rng.choice(["north", "south", "east"], n),
+        }
+    )
+    effect = frame["city"].map({"north": 1.0, "south": -1.0, "east": 0.0})
+    target = 0.05 * frame["age"] + effect + rng.normal(0, 0.1, n)
+    return frame, target.to_numpy()
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_pipeline_with_column_transformer_on_a_mixed_dataframe(Estimator):
+    frame, target = mixed_frame()
+    y = target if Estimator is GMNMRegressor else (target > np.median(target))
+    pre = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["age", "income"]),
+            ("cat", OneHotEncoder(), ["city"]),
+        ]
+    )
+    model = make_pipeline(
+        pre, Estimator(standardize=False, max_iter=100, random_state=0)
+    )
+    scores = cross_val_score(model, frame, y, cv=3)
+    assert scores.mean() > 0.5
+
+
+def test_grid_search_in_parallel(classification_data):
+    X, y = classification_data
+    search = GridSearchCV(
+        GMNMClassifier(max_iter=10, random_state=0),
+        {"n_components": [4, 16]},
+        cv=2,
+        n_jobs=2,
+    ).fit(X, y)
+    assert search.best_params_["n_components"] in (4, 16)
+    assert search.predict(X).shape == (len(X),)
+
+
+def test_meta_estimators_accept_the_estimators(regression_data, classification_data):
+    X, y = classification_data
+    calibrated = CalibratedClassifierCV(GMNMClassifier(**FAST), cv=2).fit(X, y)
+    assert calibrated.predict_proba(X).shape == (len(X), 3)
+    X, y = regression_data
+    stack = StackingRegressor(
+        [("gmnm", GMNMRegressor(**FAST)), ("ridge", Ridge())], cv=2
+    )
+    assert stack.fit(X, y).score(X, y) > 0.5
+    log_target = TransformedTargetRegressor(
+        GMNMRegressor(**FAST), func=np.log1p, inverse_func=np.expm1
+    )
+    assert log_target.fit(X, np.abs(y)).predict(X).shape == (len(X),)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_sample_weight_routes_through_pipeline_and_search(
+    Estimator, regression_data, classification_data
+):
+    X, y = data_for(Estimator(), regression_data, classification_data)
+    w = np.random.default_rng(0).integers(1, 4, len(y)).astype(float)
+    with sklearn.config_context(enable_metadata_routing=True):
+        est = (
+            Estimator(**FAST)
+            .set_fit_request(sample_weight=True)
+            .set_score_request(sample_weight=True)
+        )
+        pipe = make_pipeline(StandardScaler().set_fit_request(sample_weight=False), est)
+        pipe.fit(X, y, sample_weight=w)
+        direct = Estimator(**FAST).fit(
+            StandardScaler().fit_transform(X), y, sample_weight=w
+        )
+        np.testing.assert_allclose(
+            pipe.predict(X),
+            direct.predict(StandardScaler().fit_transform(X)),
+            rtol=1e-9,
+        )
+        search = GridSearchCV(
+            pipe, {f"{type(est).__name__.lower()}__alpha": [1e-4]}, cv=2
+        )
+        search.fit(X, y, sample_weight=w)
+        assert hasattr(search, "best_estimator_")
+
+
+def test_keyboard_interrupt_propagates(regression_data):
+    """Ctrl-C stops the fit (skorch would swallow it) and leaves nothing fitted."""
+    from skorch.callbacks import Callback
+
+    X, y = regression_data
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            raise KeyboardInterrupt
+
+    est = GMNMRegressor(max_iter=50)
+    original = GMNMRegressor._build_net
+
+    def build_with_interrupt(self, *args, **kwargs):
+        net = original(self, *args, **kwargs)
+        net.callbacks_.append(("interrupt", Interrupt().initialize()))
+        return net
+
+    GMNMRegressor._build_net = build_with_interrupt
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            est.fit(X, y)
+    finally:
+        GMNMRegressor._build_net = original
+    with pytest.raises(NotFittedError):
+        est.predict(X)
