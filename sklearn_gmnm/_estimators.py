@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
-from skorch.callbacks import EpochScoring, PassthroughScoring, ProgressBar
+from skorch.callbacks import EpochScoring, ProgressBar
 from skorch.dataset import ValidSplit
 
 from . import _net
@@ -188,9 +188,10 @@ class BaseGMNM(BaseEstimator):
                 )
             else:
                 net = self.net_
-            net.set_params(
-                device=device, alpha=self.alpha, mean_weight=float(sample_weight.mean())
-            )
+            if net.device != device:
+                net.set_params(device=device)
+            net.alpha = self.alpha
+            net.mean_weight = float(sample_weight.mean())
             inputs = {
                 "X": torch.as_tensor(X, dtype=dtype),
                 "sample_weight": torch.as_tensor(sample_weight, dtype=dtype),
@@ -266,9 +267,7 @@ class BaseGMNM(BaseEstimator):
         train_split = (
             ValidSplit(
                 self.validation_fraction,
-                stratified=is_classifier(self)
-                and self.n_outputs_ > 1
-                and not getattr(self, "_multilabel", False),
+                stratified=is_classifier(self) and not self._multilabel,
                 random_state=seed,
             )
             if early_stopping
@@ -291,14 +290,7 @@ class BaseGMNM(BaseEstimator):
             device=device,
             verbose=int(self.verbose),
         )
-        net.initialize()
-        if not early_stopping:  # no validation set: no valid_loss column to fill
-            net.callbacks_ = [
-                (name, cb)
-                for name, cb in net.callbacks_
-                if not (isinstance(cb, PassthroughScoring) and name == "valid_loss")
-            ]
-        return net
+        return net.initialize()
 
     def _record_history(self, incremental, n_iter_before):
         history = self.net_.history

@@ -82,7 +82,7 @@ class DivergenceError(ValueError):
 
 
 class Convergence(Callback):
-    """scikit-learn MLP's stopping rules, and a stop on a non-finite loss.
+    """scikit-learn MLP's stopping rules, and an error on a non-finite training loss.
 
     Without early stopping, training stops once the training loss has not improved by
     ``tol`` for ``n_iter_no_change`` consecutive epochs. With early stopping, the same
@@ -104,10 +104,10 @@ class Convergence(Callback):
         self.converged_ = False
         return self
 
-    def on_batch_end(self, net, batch=None, training=False, **kwargs):
-        loss = net.history[
-            -1, "batches", -1, "train_loss" if training else "valid_loss"
-        ]
+    def on_epoch_end(self, net, **kwargs):
+        # A NaN or infinite batch loss makes the epoch's mean loss NaN or infinite too:
+        # checking once per epoch costs nothing per batch.
+        loss = net.history[-1, "train_loss"]
         if not math.isfinite(loss):
             raise DivergenceError(
                 f"The training loss became {loss} in epoch {len(net.history)}: the fit "
@@ -115,8 +115,6 @@ class Convergence(Callback):
                 "check X and y for extreme values (the estimator standardizes them "
                 "unless told not to)."
             )
-
-    def on_epoch_end(self, net, **kwargs):
         if self.early_stopping:
             score = -net.history[-1, "valid_score"]
         else:

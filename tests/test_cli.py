@@ -86,3 +86,27 @@ def test_task_inference():
     assert infer_task(pd.Series([0, 1] * 50)) == "classification"
     assert infer_task(pd.Series(np.arange(100))) == "regression"
     assert infer_task(pd.Series(np.linspace(0, 1, 100))) == "regression"
+
+
+def test_missing_matplotlib_is_a_clear_message(
+    mixed_csv, tmp_path, capsys, monkeypatch
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    plot = tmp_path / "curves.png"
+    code = main(
+        [
+            "--csv",
+            str(mixed_csv),
+            "--target",
+            "sold",
+            "--folds",
+            "2",
+            "--plot",
+            str(plot),
+        ]
+    )
+    assert code == 0  # the table is still printed
+    assert "matplotlib is not installed" in capsys.readouterr().out
+    assert not plot.exists()

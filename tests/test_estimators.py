@@ -464,3 +464,22 @@ def test_keyboard_interrupt_propagates(regression_data):
         GMNMRegressor._build_net = original
     with pytest.raises(NotFittedError):
         est.predict(X)
+
+
+def test_a_model_recorded_as_trained_on_cuda_predicts_on_the_cpu(regression_data):
+    """skorch maps CUDA tensors to the CPU when unpickled on a machine without a GPU;
+    the estimator then predicts there, and only a refit on 'cuda' is an error."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    X, y = regression_data
+    est = GMNMRegressor(**FAST).fit(X, y)
+    expected = est.predict(X)
+    est.net_.device = "cuda"  # as if trained on a GPU
+    est.set_params(device="cuda")
+    with pytest.warns(UserWarning, match="no CUDA devices are available"):
+        loaded = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(loaded.predict(X), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        loaded.fit(X, y)

@@ -1,6 +1,6 @@
 """Torch building blocks: the GMNM layer and networks made of it."""
 
 from . import functional
-from .modules import GMNM, GMNMMLP
+from .modules import GMNM, GMNMMLP, CompiledOrEager
 
-__all__ = ["GMNM", "GMNMMLP", "functional"]
+__all__ = ["GMNM", "GMNMMLP", "CompiledOrEager", "functional"]

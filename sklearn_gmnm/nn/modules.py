@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from . import functional as F
 
-__all__ = ["GMNM", "GMNMMLP"]
+__all__ = ["GMNM", "GMNMMLP", "CompiledOrEager"]
 
 
 def _check_positive_int(value, name):
@@ -504,3 +504,76 @@ class GMNMMLP(nn.Module):
             out = layer(x)
             x = x + out if self.residual and i < last and out.shape == x.shape else out
         return x
+
+
+class CompiledOrEager(nn.Module):
+    """Run a module through :func:`torch.compile`, falling back to eager execution.
+
+    ``torch.compile`` fails lazily, at the first call, where it is unavailable (no C++
+    compiler for the CPU backend, no Triton for the GPU one, an unsupported platform).
+    This wrapper tries the compiled module on the first forward call; if compilation
+    fails it warns once and runs the eager module from then on, so the same code runs
+    everywhere. On a GPU, compilation fuses the elementwise steps of GMNM layers
+    (see ``benchmarks/layer_speed.py``); second derivatives need the eager module.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module to run; its parameters are shared, not copied.
+    **compile_kwargs
+        Passed to :func:`torch.compile`.
+
+    Attributes
+    ----------
+    compiled : bool or None
+        None before the first call, then whether the compiled module is in use.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_gmnm.nn import GMNM, CompiledOrEager
+    >>> layer = GMNM(2, 1, n_components=4)
+    >>> fast = CompiledOrEager(layer)
+    >>> fast.module is layer
+    True
+    """
+
+    def __init__(self, module: nn.Module, **compile_kwargs) -> None:
+        super().__init__()
+        self.module = module
+        self.compile_kwargs = compile_kwargs
+        self.compiled = None
+        self._compiled_module = None
+
+    def forward(self, *args, **kwargs):
+        if self.compiled is None:
+            try:
+                self._compiled_module = torch.compile(
+                    self.module, **self.compile_kwargs
+                )
+                out = self._compiled_module(*args, **kwargs)
+            except Exception as error:  # any backend failure: fall back to eager
+                import warnings
+
+                warnings.warn(
+                    f"torch.compile is unavailable here ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0] if str(error) else ''}); running the "
+                    "module eagerly.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.compiled = False
+                self._compiled_module = None
+                return self.module(*args, **kwargs)
+            self.compiled = True
+            return out
+        if self.compiled:
+            return self._compiled_module(*args, **kwargs)
+        return self.module(*args, **kwargs)
+
+    def __getstate__(self):
+        # A compiled module does not pickle; the wrapper compiles again after loading.
+        state = self.__dict__.copy()
+        state["_compiled_module"] = None
+        state["compiled"] = None
+        return state

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_gmnm.nn import GMNM, GMNMMLP
+from sklearn_gmnm.nn import GMNM, GMNMMLP, CompiledOrEager
 from sklearn_gmnm.nn import functional as F
 
 requires_cuda = pytest.mark.skipif(
@@ -323,3 +323,35 @@ def test_cuda_matches_cpu(explicit_centers):
         torch.testing.assert_close(a.cpu(), b, atol=1e-4, rtol=1e-3)
     gpu.init_from_data(x.cuda(), random_state=0)
     assert gpu.weight.is_cuda
+
+
+def test_compiled_or_eager_falls_back_with_a_warning(monkeypatch):
+    def broken_compile(module, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("no compiler on this machine")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    layer = GMNM(3, 2, n_components=4)
+    wrapped = CompiledOrEager(layer)
+    x = torch.randn(5, 3)
+    with pytest.warns(RuntimeWarning, match="no compiler on this machine"):
+        out = wrapped(x)
+    assert wrapped.compiled is False
+    torch.testing.assert_close(out, layer(x))
+    torch.testing.assert_close(wrapped(x), layer(x))  # later calls: eager, no warning
+
+
+def test_compiled_or_eager_compiles_where_it_can():
+    torch.manual_seed(0)
+    layer = GMNM(3, 2, n_components=4)
+    wrapped = CompiledOrEager(layer, dynamic=False)
+    x = torch.randn(16, 3, requires_grad=True)
+    out = wrapped(x)
+    if wrapped.compiled is False:
+        pytest.skip("torch.compile is not available on this machine")
+    torch.testing.assert_close(out, layer(x), atol=1e-6, rtol=1e-5)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    (expected,) = torch.autograd.grad(layer(x).sum(), x)
+    torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)

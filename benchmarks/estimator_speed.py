@@ -1,0 +1,189 @@
+"""Speed of GMNMRegressor: skorch overhead, MLPRegressor, and predict latency.
+
+On a synthetic regression table (``--rows`` x ``--features``), with the estimator's
+default network and batch size, all run side by side and interleaved, ``--repeats`` times:
+
+1. fit time of ``GMNMRegressor`` against the *same* network, initialisation, optimiser,
+   batch size and number of epochs trained by a bare torch loop (no skorch): the cost of
+   the estimator's machinery. Target <= 1.15x.
+2. fit time against ``MLPRegressor`` with one hidden layer of about the same number of
+   parameters, at the same number of epochs (stopping rules off for both). Reported.
+3. predict: median latency of a single-row ``predict`` (target <= 1 ms) and rows per
+   second of a batch ``predict`` against ``MLPRegressor``'s (target >= 1x).
+
+Usage::
+
+    python benchmarks/estimator_speed.py            # about 5 minutes on 2 cores
+    python benchmarks/estimator_speed.py --quick
+"""
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import make_friedman1
+from sklearn.neural_network import MLPRegressor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, command_line, count_parameters, machine, median
+
+from sklearn_gmnm import GMNMRegressor
+from sklearn_gmnm._net import StandardizedGMNMNetwork
+
+
+def bare_torch_fit(X, y, epochs, batch_size, lr, alpha, seed, dtype):
+    """The estimator's network and initialisation, trained by a plain torch loop."""
+    torch.manual_seed(seed)
+    X_t = torch.as_tensor(X, dtype=dtype)
+    y_t = torch.as_tensor((y - y.mean()) / y.std(), dtype=dtype).reshape(-1, 1)
+    mean, scale = X_t.mean(0), X_t.std(0, correction=0)
+    module = StandardizedGMNMNetwork(mean, scale, 1, n_components=32, n_projections=2)
+    with torch.no_grad():
+        module.body.init_from_data(module.standardize(X_t), random_state=seed)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    penalized = [p for name, p in module.named_parameters() if name.endswith("weight")]
+    n = len(X_t)
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(module(X_t[index]), y_t[index])
+            # the estimator's objective: scikit-learn MLP's L2 penalty on weight matrices
+            squares = sum(p.square().sum() for p in penalized)
+            loss = loss + 0.5 * alpha * squares / len(index)
+            loss.backward()
+            optimizer.step()
+    return module
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "estimator_speed"))
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.epochs, args.repeats = 2000, 3, 2
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    X, y = make_friedman1(n_samples=args.rows, n_features=args.features, random_state=0)
+    batch_size = 200  # the estimators' 'auto' batch size on these many rows
+    lr, alpha = GMNMRegressor().learning_rate_init, GMNMRegressor().alpha
+    no_stop = {"tol": 0.0, "n_iter_no_change": args.epochs, "max_iter": args.epochs}
+
+    gmnm = GMNMRegressor(random_state=0, **no_stop)
+    gmnm_params = count_parameters(gmnm.fit(X[:50], y[:50]).module_)
+    hidden = round((gmnm_params - 1) / (args.features + 2))
+    mlp = MLPRegressor(
+        hidden_layer_sizes=(hidden,), random_state=0, batch_size=batch_size, **no_stop
+    )
+
+    rows = {"gmnm_f64": [], "bare_f64": [], "gmnm_f32": [], "bare_f32": [], "mlp": []}
+    precisions = {"f64": torch.float64, "f32": torch.float32}
+    for _ in range(args.repeats):
+        for name, dtype in precisions.items():
+            X_in = X.astype(np.float32) if dtype == torch.float32 else X
+            rows[f"gmnm_{name}"].append(timed(lambda X_in=X_in: gmnm.fit(X_in, y))[0])
+            bare = (X, y, args.epochs, batch_size, lr, alpha, 0, dtype)
+            rows[f"bare_{name}"].append(
+                timed(lambda bare=bare: bare_torch_fit(*bare))[0]
+            )
+        rows["mlp"].append(timed(lambda: mlp.fit(X, y))[0])
+    fit = {name: median(times) for name, times in rows.items()}
+    assert gmnm.n_iter_ == args.epochs and mlp.n_iter_ == args.epochs
+
+    gmnm.fit(X, y)
+    mlp.fit(X, y)
+    single = {"gmnm": [], "mlp": []}
+    for i in range(200 if not args.quick else 20):
+        row = X[i : i + 1]
+        single["gmnm"].append(timed(lambda row=row: gmnm.predict(row))[0])
+        single["mlp"].append(timed(lambda row=row: mlp.predict(row))[0])
+    big = np.tile(X, (max(1, 100_000 // len(X)), 1))
+    batch = {"gmnm": [], "mlp": []}
+    for _ in range(args.repeats):
+        batch["gmnm"].append(len(big) / timed(lambda: gmnm.predict(big))[0])
+        batch["mlp"].append(len(big) / timed(lambda: mlp.predict(big))[0])
+
+    result = {
+        "command": command_line(),
+        "machine": machine(),
+        "rows": args.rows,
+        "features": args.features,
+        "epochs": args.epochs,
+        "gmnm_parameters": gmnm_params,
+        "mlp_parameters": sum(c.size for c in mlp.coefs_)
+        + sum(b.size for b in mlp.intercepts_),
+        "fit_seconds": fit,
+        "skorch_overhead_f64": fit["gmnm_f64"] / fit["bare_f64"],
+        "skorch_overhead_f32": fit["gmnm_f32"] / fit["bare_f32"],
+        "fit_vs_mlp_f64": fit["gmnm_f64"] / fit["mlp"],
+        "fit_vs_mlp_f32": fit["gmnm_f32"] / fit["mlp"],
+        "single_row_ms": {k: 1e3 * median(v) for k, v in single.items()},
+        "batch_rows_per_s": {k: median(v) for k, v in batch.items()},
+    }
+    write(result, args.out, args.repeats, len(big))
+
+
+def write(r, out, repeats, n_big):
+    overhead_ok = max(r["skorch_overhead_f64"], r["skorch_overhead_f32"]) <= 1.15
+    lines = [
+        "# GMNMRegressor speed (CPU)",
+        "",
+        f"Command: `{r['command']}`  ",
+        f"Machine: {r['machine']}  ",
+        f"Data: make_friedman1, {r['rows']} rows x {r['features']} features; "
+        f"{r['epochs']} epochs, batch 200, stopping rules off; medians of {repeats} "
+        "interleaved repeats.",
+        "",
+        "## Fit",
+        "",
+        "| model | parameters | fit seconds | ratio |",
+        "|---|---|---|---|",
+        f"| GMNMRegressor (float64 X) | {r['gmnm_parameters']} | {r['fit_seconds']['gmnm_f64']:.2f} | "
+        f"{r['skorch_overhead_f64']:.2f}x the bare torch loop |",
+        f"| same network, bare torch loop (float64) | {r['gmnm_parameters']} | {r['fit_seconds']['bare_f64']:.2f} | 1 |",
+        f"| GMNMRegressor (float32 X) | {r['gmnm_parameters']} | {r['fit_seconds']['gmnm_f32']:.2f} | "
+        f"{r['skorch_overhead_f32']:.2f}x the bare torch loop |",
+        f"| same network, bare torch loop (float32) | {r['gmnm_parameters']} | {r['fit_seconds']['bare_f32']:.2f} | 1 |",
+        f"| MLPRegressor, one hidden layer | {r['mlp_parameters']} | {r['fit_seconds']['mlp']:.2f} | "
+        f"GMNM is {r['fit_vs_mlp_f64']:.2f}x (float64) / {r['fit_vs_mlp_f32']:.2f}x (float32) its time |",
+        "",
+        f"Estimator overhead over a bare torch loop: target <= 1.15x: "
+        f"**{'met' if overhead_ok else 'NOT met'}**.",
+        "",
+        "## Predict",
+        "",
+        "| | GMNMRegressor | MLPRegressor |",
+        "|---|---|---|",
+        f"| single-row predict, median ms | {r['single_row_ms']['gmnm']:.3f} | {r['single_row_ms']['mlp']:.3f} |",
+        f"| batch predict ({n_big} rows), rows/s | {r['batch_rows_per_s']['gmnm']:,.0f} | {r['batch_rows_per_s']['mlp']:,.0f} |",
+        "",
+        f"Single-row latency <= 1 ms: **{'met' if r['single_row_ms']['gmnm'] <= 1 else 'NOT met'}**; "
+        f"batch throughput >= MLPRegressor's: "
+        f"**{'met' if r['batch_rows_per_s']['gmnm'] >= r['batch_rows_per_s']['mlp'] else 'NOT met'}**.",
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    Path(f"{out}.json").write_text(json.dumps(r, indent=1))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
