@@ -4,8 +4,10 @@ For each ``in_features`` d and batch size N, a GMNM layer d -> d (m Gaussians, k
 projections) is timed forward+backward against ``Linear(d, h) -> ReLU -> Linear(h, d)``
 with h chosen so both have the same number of trainable parameters. Variants of GMNM:
 
-- ``fused``: the library's layer with learnt offsets (``explicit_centers=False``),
+- ``fused``: the library's layer with learnt offsets (``explicit_centers=False``); it
+  uses the custom autograd node for large inputs and plain autograd for small ones,
 - ``centres``: the library's default layer (explicit centres, offsets formed in forward),
+- ``custom``: the fused layer forced through the custom autograd node at every size,
 - ``autograd``: the same fused maths left to autograd op by op (no custom backward),
 - ``unfused``: the explicit formula that builds the (N, m, d) tensor ``x - mu``,
 - ``compiled``: ``torch.compile`` of the ``fused`` layer.
@@ -16,7 +18,7 @@ over samples/s of the ReLU block (higher is better for GMNM). Memory: bytes auto
 saves for backward (exact, per step) and the peak resident memory a training step adds
 (measured in a fresh subprocess per model). Usage::
 
-    python benchmarks/layer_speed.py            # full table (about 10 minutes on 2 cores)
+    python benchmarks/layer_speed.py            # full table (about 15 minutes on 2 cores)
     python benchmarks/layer_speed.py --quick    # a small smoke run
 """
 
@@ -52,6 +54,19 @@ class AutogradGMNM(nn.Module):
         return nn.functional.linear(torch.exp(-0.5 * y2), g.mixture_weight, g.bias)
 
 
+class CustomNodeGMNM(nn.Module):
+    """The fused layer forced through the custom autograd node at every size."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        g = self.layer
+        args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias, g.n_projections)
+        return F._FusedGMNM.apply(*args)
+
+
 class UnfusedGMNM(nn.Module):
     """The explicit formula with the (N, m, d) tensor x - mu."""
 
@@ -83,6 +98,8 @@ def build(name, d, m, k):
         return GMNM(d, d, n_components=m, n_projections=k, explicit_centers=True)
     if name == "autograd":
         return AutogradGMNM(fused)
+    if name == "custom":
+        return CustomNodeGMNM(fused)
     if name == "unfused":
         return UnfusedGMNM(fused)
     if name == "compiled":
@@ -160,9 +177,9 @@ def main():
     warnings.filterwarnings("ignore")
     m, k = args.n_components, args.n_projections
     dims = [2, 16] if args.quick else [2, 16, 64, 256]
-    batches = [256] if args.quick else [256, 4096]
+    batches = [256] if args.quick else [256, 1024, 4096]
     repeats = 3 if args.quick else args.repeats
-    names = ["relu", "fused", "centres", "autograd", "unfused", "compiled"]
+    names = ["relu", "fused", "centres", "custom", "autograd", "unfused", "compiled"]
     if args.quick:
         names.remove("compiled")
 
@@ -191,7 +208,7 @@ def main():
             peak = (
                 {
                     name: peak_step_memory(name, d, m, k, args.threads)
-                    for name in ["relu", "fused", "centres", "autograd"]
+                    for name in ["relu", "fused", "centres", "custom", "autograd"]
                 }
                 if n == batches[0]  # one memory figure per d, at MEMORY_BATCH rows
                 else rows[-1]["peak_mib"]
@@ -242,8 +259,8 @@ def write_results(rows, names, args, m, k):
         "",
         "| d | N | params (GMNM / ReLU h) | ReLU samples/s | "
         + " | ".join(f"speed {v}" for v in variants)
-        + " | saved fused | saved centres | saved autograd | saved unfused"
-        " | peak fused | peak centres | peak autograd | ReLU peak MiB |",
+        + " | saved fused | saved custom | saved autograd | saved unfused"
+        " | peak fused | peak custom | peak autograd | ReLU peak MiB |",
         "|" + "---|" * (4 + len(variants) + 8),
     ]
     for r in rows:
@@ -251,9 +268,9 @@ def write_results(rows, names, args, m, k):
             f"| {r['d']} | {r['N']} | {r['params_gmnm']} / h={r['relu_hidden']} | "
             f"{r['relu_samples_per_s']:,.0f} | "
             + " | ".join(f"{r[f'speed_{v}']:.2f}x" for v in variants)
-            + f" | {r['saved_fused']:.2f}x | {r['saved_centres']:.2f}x"
+            + f" | {r['saved_fused']:.2f}x | {r['saved_custom']:.2f}x"
             f" | {r['saved_autograd']:.2f}x | {r['saved_unfused']:.2f}x"
-            f" | {r['peak_fused']:.2f}x | {r['peak_centres']:.2f}x"
+            f" | {r['peak_fused']:.2f}x | {r['peak_custom']:.2f}x"
             f" | {r['peak_autograd']:.2f}x | {r['peak_mib']['relu']:.0f} |"
         )
     lines.append("")

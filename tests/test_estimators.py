@@ -483,3 +483,31 @@ def test_a_model_recorded_as_trained_on_cuda_predicts_on_the_cpu(regression_data
     np.testing.assert_allclose(loaded.predict(X), expected, rtol=1e-12)
     with pytest.raises(ValueError, match="CUDA is not available"):
         loaded.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"hidden_layer_sizes": (8,)},
+        {"embedding_dim": 3},
+        {"init": "random", "standardize": False},
+        {"n_components": 1, "n_projections": 1},
+        {"batch_size": 16},
+    ],
+)
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_non_default_networks_fit(
+    Estimator, params, regression_data, classification_data
+):
+    X, y = data_for(Estimator(), regression_data, classification_data)
+    est = Estimator(max_iter=5, random_state=0, **params).fit(X, y)
+    assert np.isfinite(est.predict(X).astype(float)).all()
+    if params.get("embedding_dim"):
+        assert est.module_.body.embedding.out_features == params["embedding_dim"]
+
+
+def test_verbose_2_shows_a_progress_bar(classification_data, capsys):
+    X, y = classification_data
+    GMNMClassifier(max_iter=2, verbose=2).fit(X, y)
+    captured = capsys.readouterr()
+    assert "it/s" in captured.err or "batches" in captured.err or "%" in captured.err

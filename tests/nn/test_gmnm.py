@@ -15,6 +15,14 @@ requires_cuda = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(params=["custom", "autograd"])
+def path(request, monkeypatch):
+    """Run a test through the custom autograd node and through plain autograd."""
+    threshold = 0 if request.param == "custom" else 2**62
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", threshold)
+    return request.param
+
+
 def reference(layer, x):
     """The explicit formula on the layer's own parameters."""
     g = layer.gaussians()
@@ -57,7 +65,7 @@ def test_bad_sizes_are_named(kwargs, name):
 
 @pytest.mark.parametrize("explicit_centers", [True, False])
 @pytest.mark.parametrize("k", [1, 2, 5])
-def test_fused_matches_explicit_formula(k, explicit_centers):
+def test_fused_matches_explicit_formula(k, explicit_centers, path):
     torch.manual_seed(0)
     layer = GMNM(
         4, 3, n_components=9, n_projections=k, explicit_centers=explicit_centers
@@ -83,7 +91,7 @@ def _float64_inputs(k, explicit_centers, bias=True):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("explicit_centers", [True, False])
 @pytest.mark.parametrize("k", [1, 2, 3])
-def test_gradcheck(k, explicit_centers, bias):
+def test_gradcheck(k, explicit_centers, bias, path):
     layer, x = _float64_inputs(k, explicit_centers, bias)
     params = tuple(p for p in layer.parameters())
 
@@ -117,7 +125,7 @@ def reference_graph(layer, x):
 
 
 @pytest.mark.parametrize("k", [1, 2])
-def test_second_derivatives(k):
+def test_second_derivatives(k, path):
     """Laplacians (physics-informed losses) go through the fused backward exactly."""
     layer, x = _float64_inputs(k, explicit_centers=True)
     params = tuple(layer.parameters())
@@ -309,7 +317,7 @@ def test_gmnm_mlp_rejects_bad_widths():
 
 @requires_cuda
 @pytest.mark.parametrize("explicit_centers", [True, False])
-def test_cuda_matches_cpu(explicit_centers):
+def test_cuda_matches_cpu(explicit_centers, path):
     torch.manual_seed(0)
     layer = GMNM(5, 3, n_components=16, explicit_centers=explicit_centers)
     x = torch.randn(64, 5)
@@ -355,3 +363,18 @@ def test_compiled_or_eager_compiles_where_it_can():
     (grad,) = torch.autograd.grad(out.sum(), x)
     (expected,) = torch.autograd.grad(layer(x).sum(), x)
     torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_both_paths_agree_on_large_inputs(monkeypatch):
+    torch.manual_seed(0)
+    layer = GMNM(8, 3, n_components=64, n_projections=2)
+    x = torch.randn(2048, 8, requires_grad=True)  # above FUSED_MIN_ELEMENTS
+    assert x.shape[0] * layer.weight.shape[0] >= F.FUSED_MIN_ELEMENTS
+    custom = layer(x)
+    custom_grads = torch.autograd.grad(custom.square().sum(), (x, *layer.parameters()))
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 2**62)
+    plain = layer(x)
+    plain_grads = torch.autograd.grad(plain.square().sum(), (x, *layer.parameters()))
+    torch.testing.assert_close(custom, plain, atol=1e-5, rtol=1e-5)
+    for a, b in zip(custom_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
