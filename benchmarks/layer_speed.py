@@ -8,7 +8,7 @@ with h chosen so both have the same number of trainable parameters. Variants of 
   uses the custom autograd node for large inputs and plain autograd for small ones,
 - ``centres``: the library's default layer (explicit centres, offsets formed in forward),
 - ``custom``: the fused layer forced through the custom autograd node at every size,
-- ``autograd``: the same fused maths left to autograd op by op (no custom backward),
+- ``autograd``: the fused layer forced through plain autograd ops at every size,
 - ``unfused``: the explicit formula that builds the (N, m, d) tensor ``x - mu``,
 - ``compiled``: ``torch.compile`` of the ``fused`` layer.
 
@@ -41,7 +41,8 @@ from sklearn_gmnm.nn import functional as F
 
 
 class AutogradGMNM(nn.Module):
-    """The fused maths without the custom backward, for comparison."""
+    """The fused layer forced through plain autograd operations at every size (the
+    library's path for small inputs, ``functional._gmnm_autograd``)."""
 
     def __init__(self, layer):
         super().__init__()
@@ -49,9 +50,8 @@ class AutogradGMNM(nn.Module):
 
     def forward(self, x):
         g = self.layer
-        h = nn.functional.linear(x, g.weight, g.offsets())  # (N, k*m)
-        y2 = h.unflatten(-1, (g.n_projections, -1)).square().sum(-2)  # (N, m)
-        return nn.functional.linear(torch.exp(-0.5 * y2), g.mixture_weight, g.bias)
+        args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias, g.n_projections)
+        return F._gmnm_autograd(*args)
 
 
 class CustomNodeGMNM(nn.Module):

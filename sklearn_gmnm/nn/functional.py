@@ -85,11 +85,7 @@ FUSED_MIN_ELEMENTS = 2**17
 def _gmnm_autograd(x, weight, offset, mixture_weight, bias, n_projections):
     """The same maths as the custom node, left to autograd op by op (small inputs)."""
     h = torch.addmm(offset, x, weight.t())  # (N, k*m)
-    slices = h.chunk(n_projections, dim=1)  # k tensors (N, m)
-    y = torch.addcmul(h.new_zeros(()), slices[0], slices[0], value=-0.5)  # (N, m)
-    for h_j in slices[1:]:
-        y = torch.addcmul(y, h_j, h_j, value=-0.5)
-    phi = y.clamp(min=_exponent_floor(h.dtype)).exp()  # (N, m)
+    phi = _gaussian_responses(h, n_projections)  # (N, m)
     return torch.nn.functional.linear(phi, mixture_weight, bias)  # (N, out)
 
 

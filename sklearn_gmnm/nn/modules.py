@@ -1,6 +1,7 @@
 """Torch modules built on the GMNM layer."""
 
 import math
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -553,8 +554,6 @@ class CompiledOrEager(nn.Module):
                 )
                 out = self._compiled_module(*args, **kwargs)
             except Exception as error:  # any backend failure: fall back to eager
-                import warnings
-
                 warnings.warn(
                     f"torch.compile is unavailable here ({type(error).__name__}: "
                     f"{str(error).splitlines()[0] if str(error) else ''}); running the "
