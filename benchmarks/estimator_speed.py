@@ -36,7 +36,7 @@ from sklearn_gmnm import GMNMRegressor
 from sklearn_gmnm._net import StandardizedGMNMNetwork
 
 
-def bare_torch_fit(X, y, epochs, batch_size, lr, alpha, seed, dtype):
+def bare_torch_fit(X, y, epochs, batch_size, lr, alpha, seed, dtype, device="cpu"):
     """The estimator's network and initialisation, trained by a plain torch loop."""
     torch.manual_seed(seed)
     X_t = torch.as_tensor(X, dtype=dtype)
@@ -45,6 +45,8 @@ def bare_torch_fit(X, y, epochs, batch_size, lr, alpha, seed, dtype):
     module = StandardizedGMNMNetwork(mean, scale, 1, n_components=32, n_projections=2)
     with torch.no_grad():
         module.body.init_from_data(module.standardize(X_t), random_state=seed)
+    module.to(device)
+    X_t, y_t = X_t.to(device), y_t.to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     penalized = [p for name, p in module.named_parameters() if name.endswith("weight")]
     n = len(X_t)
@@ -59,6 +61,8 @@ def bare_torch_fit(X, y, epochs, batch_size, lr, alpha, seed, dtype):
             loss = loss + 0.5 * alpha * squares / len(index)
             loss.backward()
             optimizer.step()
+    if X_t.is_cuda:
+        torch.cuda.synchronize()
     return module
 
 
@@ -76,8 +80,14 @@ def main():
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(RESULTS / "estimator_speed"))
+    parser.add_argument("--device", default="cpu", help="'cpu' or a CUDA device")
+    parser.add_argument("--out", default=None, help="default: results/estimator_speed")
     args = parser.parse_args()
+    on_gpu = torch.device(args.device).type == "cuda"
+    if args.out is None:
+        args.out = str(
+            RESULTS / ("estimator_speed_gpu" if on_gpu else "estimator_speed")
+        )
     if args.quick:
         args.rows, args.epochs, args.repeats = 2000, 3, 2
     torch.set_num_threads(args.threads)
@@ -87,7 +97,7 @@ def main():
     lr, alpha = GMNMRegressor().learning_rate_init, GMNMRegressor().alpha
     no_stop = {"tol": 0.0, "n_iter_no_change": args.epochs, "max_iter": args.epochs}
 
-    gmnm = GMNMRegressor(random_state=0, **no_stop)
+    gmnm = GMNMRegressor(random_state=0, device=args.device, **no_stop)
     gmnm_params = count_parameters(gmnm.fit(X[:50], y[:50]).module_)
     hidden = round((gmnm_params - 1) / (args.features + 2))
     mlp = MLPRegressor(
@@ -100,7 +110,7 @@ def main():
         for name, dtype in precisions.items():
             X_in = X.astype(np.float32) if dtype == torch.float32 else X
             rows[f"gmnm_{name}"].append(timed(lambda X_in=X_in: gmnm.fit(X_in, y))[0])
-            bare = (X, y, args.epochs, batch_size, lr, alpha, 0, dtype)
+            bare = (X, y, args.epochs, batch_size, lr, alpha, 0, dtype, args.device)
             rows[f"bare_{name}"].append(
                 timed(lambda bare=bare: bare_torch_fit(*bare))[0]
             )
@@ -138,13 +148,17 @@ def main():
         "single_row_ms": {k: 1e3 * median(v) for k, v in single.items()},
         "batch_rows_per_s": {k: median(v) for k, v in batch.items()},
     }
+    if on_gpu:
+        result["machine"] = f"{torch.cuda.get_device_name()}, {result['machine']}"
+    result["device"] = args.device
     write(result, args.out, args.repeats, len(big))
 
 
 def write(r, out, repeats, n_big):
     overhead_ok = max(r["skorch_overhead_f64"], r["skorch_overhead_f32"]) <= 1.15
+    where = "CPU" if r["device"] == "cpu" else f"GMNM on {r['device']}, MLP on the CPU"
     lines = [
-        "# GMNMRegressor speed (CPU)",
+        f"# GMNMRegressor speed ({where})",
         "",
         f"Command: `{r['command']}`  ",
         f"Machine: {r['machine']}  ",

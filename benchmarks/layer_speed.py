@@ -10,7 +10,11 @@ with h chosen so both have the same number of trainable parameters. Variants of 
 - ``custom``: the fused layer forced through the custom autograd node at every size,
 - ``autograd``: the fused layer forced through plain autograd ops at every size,
 - ``unfused``: the explicit formula that builds the (N, m, d) tensor ``x - mu``,
-- ``compiled``: ``torch.compile`` of the ``fused`` layer.
+- ``compiled``: the ``fused`` layer wrapped in the library's ``CompiledOrEager``
+  (``torch.compile``, eager where compile is unavailable),
+- GPU only: ``compiled_autograd`` (``torch.compile`` of the plain-autograd form, which
+  leaves fusion and recomputation to Inductor) and ``relu_compiled`` (the ReLU block
+  compiled too, for a like-for-like ratio).
 
 Every timing is the median over ``--repeats`` rounds, models interleaved within a round
 so drifts in machine speed hit all of them alike; ratios are samples/s of the variant
@@ -20,6 +24,12 @@ saves for backward (exact, per step) and the peak resident memory a training ste
 
     python benchmarks/layer_speed.py            # full table (about 15 minutes on 2 cores)
     python benchmarks/layer_speed.py --quick    # a small smoke run
+    python benchmarks/layer_speed.py --device cuda   # the GPU table (layer_speed_gpu.*)
+
+On a GPU every step is timed between ``torch.cuda.synchronize()`` calls, and memory is
+the peak of ``torch.cuda.max_memory_allocated`` during a step above what was allocated
+before it, at the row's own batch size; matrix products run in full float32 (torch's
+default: TF32 off).
 """
 
 import argparse
@@ -36,7 +46,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, count_parameters, machine, median
 
-from sklearn_gmnm.nn import GMNM
+from sklearn_gmnm.nn import GMNM, CompiledOrEager
 from sklearn_gmnm.nn import functional as F
 
 
@@ -84,14 +94,19 @@ class UnfusedGMNM(nn.Module):
         )
 
 
-def build(name, d, m, k):
+def build(name, d, m, k, device="cpu"):
     """The model called ``name`` for inputs of width d (same seed for every variant)."""
+    return _build(name, d, m, k).to(device)
+
+
+def _build(name, d, m, k):
     torch.manual_seed(0)
     fused = GMNM(d, d, n_components=m, n_projections=k, explicit_centers=False)
-    if name == "relu":
+    if name in ("relu", "relu_compiled"):
         budget = count_parameters(fused)
         hidden = max(1, round((budget - d) / (2 * d + 1)))
-        return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d))
+        relu = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d))
+        return relu if name == "relu" else CompiledOrEager(relu, dynamic=False)
     if name == "fused":
         return fused
     if name == "centres":
@@ -103,7 +118,9 @@ def build(name, d, m, k):
     if name == "unfused":
         return UnfusedGMNM(fused)
     if name == "compiled":
-        return torch.compile(fused, dynamic=False)
+        return CompiledOrEager(fused, dynamic=False)
+    if name == "compiled_autograd":
+        return CompiledOrEager(AutogradGMNM(fused), dynamic=False)
     raise ValueError(name)
 
 
@@ -164,6 +181,136 @@ def peak_step_memory(name, d, m, k, threads, n=MEMORY_BATCH):
     return max(result["peak"] - result["rss"], 0) / 2**20
 
 
+def cuda_step_memory(model, x):
+    """Peak GPU memory one training step allocates above what was allocated before, MiB."""
+    model.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    train_step(model, x)
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def main_cuda(args):
+    """The GPU table: same layers, batches that fill a GPU, compiled variants."""
+    device = torch.device(args.device)
+    m, k = args.n_components, args.n_projections
+    dims = [2, 16] if args.quick else [2, 16, 64, 256]
+    batches = [4096] if args.quick else [65536, 4096]
+    repeats = 3 if args.quick else args.repeats
+    names = ["relu", "relu_compiled", "fused", "centres", "custom", "autograd"]
+    names += ["compiled", "compiled_autograd"]
+
+    def timed(model, x, inner):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(inner):
+            train_step(model, x)
+        torch.cuda.synchronize()
+        return (time.perf_counter() - start) / inner
+
+    rows = []
+    for n in batches:
+        for d in dims:
+            x = torch.randn(n, d, device=device)
+            models = {name: build(name, d, m, k, device) for name in names}
+            for model in models.values():  # warm up (and compile)
+                for _ in range(3):
+                    train_step(model, x)
+            inner = max(1, 2**18 // n)  # steps per timing, so each lasts > ~1 ms
+            times = {name: [] for name in names}
+            for _ in range(repeats):
+                for name, model in models.items():
+                    times[name].append(timed(model, x, inner))
+            t = {name: median(v) for name, v in times.items()}
+            peak = {name: cuda_step_memory(model, x) for name, model in models.items()}
+            row = {
+                "d": d,
+                "N": n,
+                "relu_hidden": models["relu"][0].out_features,
+                "params_gmnm": count_parameters(models["fused"]),
+                "params_relu": count_parameters(models["relu"]),
+                "relu_samples_per_s": n / t["relu"],
+                "compiled_in_use": {
+                    name: models[name].compiled
+                    for name in names
+                    if isinstance(models[name], CompiledOrEager)
+                },
+                **{f"speed_{name}": t["relu"] / t[name] for name in names[1:]},
+                "speed_compiled_vs_relu_compiled": t["relu_compiled"] / t["compiled"],
+                "speed_compiled_autograd_vs_relu_compiled": t["relu_compiled"]
+                / t["compiled_autograd"],
+                "peak_mib": peak,
+                **{f"peak_{name}": peak[name] / peak["relu"] for name in names[1:]},
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            del models, x
+            torch.cuda.empty_cache()
+    write_results_cuda(rows, names, args, m, k)
+
+
+def write_results_cuda(rows, names, args, m, k):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT + "_gpu"
+    variants = names[1:]
+    device = torch.cuda.get_device_name(torch.device(args.device))
+    lines = [
+        "# GMNM layer speed and memory vs a Linear+ReLU block (GPU)",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {device}, {machine()}  ",
+        f"GMNM d -> d with m={m} Gaussians, k={k} projections; the ReLU block "
+        "`Linear(d, h) -> ReLU -> Linear(h, d)` has the same number of trainable "
+        "parameters as the `fused` layer. Speed: samples/s of a forward+backward step "
+        "(float32, TF32 off), as a multiple of the eager ReLU block's (median of "
+        f"{args.repeats} interleaved repeats; > 1 means GMNM is faster); the last two "
+        "speed columns compare compiled with compiled. Memory: peak GPU memory a "
+        "training step allocates, as a multiple of the eager ReLU block's.",
+        "",
+        "| d | N | ReLU samples/s | "
+        + " | ".join(f"speed {v}" for v in variants)
+        + " | compiled / ReLU compiled | compiled_autograd / ReLU compiled | "
+        + " | ".join(f"memory {v}" for v in variants)
+        + " | ReLU MiB |",
+        "|" + "---|" * (3 + 2 * len(variants) + 3),
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['d']} | {r['N']} | {r['relu_samples_per_s']:,.0f} | "
+            + " | ".join(f"{r[f'speed_{v}']:.2f}x" for v in variants)
+            + f" | {r['speed_compiled_vs_relu_compiled']:.2f}x"
+            f" | {r['speed_compiled_autograd_vs_relu_compiled']:.2f}x | "
+            + " | ".join(f"{r[f'peak_{v}']:.2f}x" for v in variants)
+            + f" | {r['peak_mib']['relu']:.0f} |"
+        )
+    in_use = {v for r in rows for v, used in r["compiled_in_use"].items() if not used}
+    lines += [
+        "",
+        "Every compiled variant ran compiled."
+        if not in_use
+        else f"torch.compile was unavailable for {sorted(in_use)}: they ran eagerly.",
+    ]
+    with open(f"{out}.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(f"{out}.json", "w") as f:
+        json.dump(
+            {
+                "command": command_line(),
+                "machine": f"{device}, {machine()}",
+                "rows": rows,
+            },
+            f,
+            indent=1,
+        )
+    plot(rows, variants, out)
+    print("\n".join(lines))
+
+
+DEFAULT_OUT = str(RESULTS / "layer_speed")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
@@ -171,10 +318,13 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-components", type=int, default=256)
     parser.add_argument("--n-projections", type=int, default=2)
-    parser.add_argument("--out", default=str(RESULTS / "layer_speed"))
+    parser.add_argument("--device", default="cpu", help="'cpu' or a CUDA device")
+    parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
+    if torch.device(args.device).type == "cuda":
+        return main_cuda(args)
     m, k = args.n_components, args.n_projections
     dims = [2, 16] if args.quick else [2, 16, 64, 256]
     batches = [256] if args.quick else [256, 1024, 4096]

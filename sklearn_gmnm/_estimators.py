@@ -192,10 +192,9 @@ class BaseGMNM(BaseEstimator):
                 net.set_params(device=device)
             net.alpha = self.alpha
             net.mean_weight = float(sample_weight.mean())
-            inputs = {
-                "X": torch.as_tensor(X, dtype=dtype),
-                "sample_weight": torch.as_tensor(sample_weight, dtype=dtype),
-            }
+            inputs = {"X": torch.as_tensor(X, dtype=dtype)}
+            if np.any(sample_weight != sample_weight[0]):  # else: a plain mean loss
+                inputs["sample_weight"] = torch.as_tensor(sample_weight, dtype=dtype)
             epochs = 1 if incremental else self.max_iter
             n_iter_before = len(net.history)
             # An interrupt or error here leaves a first fit without net_: not fitted.

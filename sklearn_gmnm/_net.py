@@ -141,7 +141,9 @@ class GMNMNet(NeuralNet):
 
     The loss of a batch is ``sum_i w_i * loss_i / (n_batch * mean_weight)``: with one
     batch per epoch this is the weighted mean, and integer weights train exactly as
-    repeated rows do. ``alpha`` adds ``0.5 * alpha * ||W||^2 / (n_batch * mean_weight)``
+    repeated rows do. When all weights are equal the estimator passes none (no
+    ``sample_weight`` key in X) and the loss is the plain batch mean, the same value at
+    less cost per batch. ``alpha`` adds ``0.5 * alpha * ||W||^2 / (n_batch * mean_weight)``
     over the network's weight matrices (not centres, offsets or biases), as
     :class:`~sklearn.neural_network.MLPRegressor` does.
 
@@ -161,12 +163,15 @@ class GMNMNet(NeuralNet):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = y_true.to(device=y_pred.device)
-        weights = X["sample_weight"].to(device=y_pred.device)
         per_sample = self.criterion_(y_pred, y_true)
-        if per_sample.ndim > 1:  # several outputs or labels: average them per sample
-            per_sample = per_sample.mean(1)
-        total_weight = len(weights) * self.mean_weight
-        loss = (weights * per_sample).sum() / total_weight
+        total_weight = len(per_sample) * self.mean_weight
+        if "sample_weight" in X:
+            weights = X["sample_weight"].to(device=y_pred.device)
+            if per_sample.ndim > 1:  # several outputs or labels: average per sample
+                per_sample = per_sample.mean(1)
+            loss = (weights * per_sample).sum() / total_weight
+        else:  # equal weights (the estimator leaves them out): a plain mean
+            loss = per_sample.mean()
         if training and self.alpha:
             squares = sum(p.square().sum() for p in self.penalized_parameters())
             loss = loss + 0.5 * self.alpha * squares / total_weight

@@ -1,8 +1,11 @@
 """Behaviour of GMNMRegressor and GMNMClassifier as scikit-learn estimators."""
 
 import io
+import os
 import pickle
 import re
+import subprocess
+import sys
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -10,7 +13,7 @@ import pandas as pd
 import pytest
 import sklearn
 import torch
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.datasets import make_classification, make_friedman1, make_regression
@@ -511,3 +514,111 @@ def test_verbose_2_shows_a_progress_bar(classification_data, capsys):
     GMNMClassifier(max_iter=2, verbose=2).fit(X, y)
     captured = capsys.readouterr()
     assert "it/s" in captured.err or "batches" in captured.err or "%" in captured.err
+
+
+# --- GPU (run where CUDA exists) ----------------------------------------------------
+
+requires_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"
+)
+
+CUDA_TASKS = {
+    "regression, sample weights": (
+        GMNMRegressor,
+        {},
+        lambda rng: make_friedman1(n_samples=300, random_state=0),
+        True,
+    ),
+    "multi-output regression, early stopping": (
+        GMNMRegressor,
+        {"early_stopping": True, "hidden_layer_sizes": (8,)},
+        lambda rng: make_regression(n_samples=300, n_targets=2, random_state=0),
+        False,
+    ),
+    "multiclass, class_weight, float32": (
+        GMNMClassifier,
+        {"class_weight": "balanced"},
+        lambda rng: tuple(
+            a.astype(np.float32) if a.ndim == 2 else a
+            for a in make_classification(
+                n_samples=300, n_classes=3, n_informative=4, random_state=0
+            )
+        ),
+        True,
+    ),
+    "multilabel, early stopping": (
+        GMNMClassifier,
+        {"early_stopping": True},
+        lambda rng: (X := rng.normal(size=(300, 4)), (X[:, :3] > 0).astype(int)),
+        False,
+    ),
+}
+
+
+@requires_cuda
+@pytest.mark.parametrize("task", list(CUDA_TASKS))
+def test_cuda_fit_matches_the_cpu_fit(task):
+    """The same seed trains the same network on the GPU as on the CPU (up to rounding):
+    every tensor the fit touches (weights, targets, validation split) follows the
+    device."""
+    Estimator, params, make, weighted = CUDA_TASKS[task]
+    rng = np.random.default_rng(0)
+    X, y = make(rng)
+    weight = rng.uniform(0.5, 2.0, size=len(X)) if weighted else None
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        est = Estimator(max_iter=15, random_state=0, device=device, **params)
+        est.fit(X, y, sample_weight=weight)
+        assert est.module_.x_mean.device.type == device
+        predict = est.predict_proba if is_classifier(est) else est.predict
+        outputs[device] = predict(X)
+        assert est.score(X, y) > (0.3 if is_classifier(est) else 0.0)
+    tolerance = 1e-3 if X.dtype == np.float32 else 1e-6
+    np.testing.assert_allclose(outputs["cuda"], outputs["cpu"], atol=tolerance)
+
+
+@requires_cuda
+def test_device_auto_uses_the_gpu(regression_data):
+    X, y = regression_data
+    est = GMNMRegressor(device="auto", max_iter=2).fit(X, y)
+    assert est.module_.x_mean.is_cuda
+
+
+@requires_cuda
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_trained_on_cuda_predicts_where_there_is_no_gpu(
+    Estimator, regression_data, classification_data, tmp_path
+):
+    """Pickled after a GPU fit, unpickled in a process that sees no GPU: the model
+    predicts the same there, and only a refit on 'cuda' is an error."""
+    X, y = data_for(Estimator(), regression_data, classification_data)
+    est = Estimator(device="cuda", **FAST).fit(X, y)
+    predict = "predict_proba" if Estimator is GMNMClassifier else "predict"
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "expected.npy", getattr(est, predict)(X))
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(est))
+    code = f"""
+import pickle, warnings
+import numpy as np, torch
+assert not torch.cuda.is_available()
+d = {str(tmp_path)!r}
+with warnings.catch_warnings(record=True):
+    warnings.simplefilter("always")
+    est = pickle.loads(open(d + "/model.pkl", "rb").read())
+X = np.load(d + "/X.npy")
+np.testing.assert_allclose(est.{predict}(X), np.load(d + "/expected.npy"), atol=1e-9)
+try:
+    est.fit(X, np.load(d + "/y.npy"))
+except ValueError as error:
+    assert "CUDA is not available" in str(error), error
+else:
+    raise AssertionError("a refit on 'cuda' without a GPU did not fail")
+print("ok")
+"""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
