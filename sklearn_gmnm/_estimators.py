@@ -215,22 +215,8 @@ class BaseGMNM(BaseEstimator):
             x_mean, x_scale = scaler.mean_, scaler.scale_
         else:
             x_mean, x_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
-        module = _net.StandardizedGMNMNetwork(
-            torch.as_tensor(x_mean, dtype=dtype),
-            torch.as_tensor(x_scale, dtype=dtype),
-            self.n_outputs_,
-            hidden_layer_sizes=hidden_layer_sizes,
-            n_components=self.n_components,
-            n_projections=self.n_projections,
-            embedding_dim=self.embedding_dim,
-        )
-        if self.init == "data":
-            with torch.no_grad():
-                standardized = module.standardize(torch.as_tensor(X, dtype=dtype))
-            module.body.init_from_data(
-                standardized, sample_weight=sample_weight, random_state=seed
-            )
-
+        x_mean = torch.as_tensor(x_mean, dtype=dtype)
+        x_scale = torch.as_tensor(x_scale, dtype=dtype)
         n_samples = X.shape[0]
         batch_size = (
             min(200, n_samples)
@@ -272,8 +258,18 @@ class BaseGMNM(BaseEstimator):
             if early_stopping
             else None
         )
+        # skorch builds the module from its class and keyword arguments: a module
+        # instance would be pickled as a plain attribute, with its GPU tensors, and fail
+        # to load on a machine without a GPU (skorch maps only ``module_`` to the CPU).
         net = _net.GMNMNet(
-            module,
+            _net.StandardizedGMNMNetwork,
+            module__x_mean=x_mean,
+            module__x_scale=x_scale,
+            module__n_outputs=self.n_outputs_,
+            module__hidden_layer_sizes=hidden_layer_sizes,
+            module__n_components=self.n_components,
+            module__n_projections=self.n_projections,
+            module__embedding_dim=self.embedding_dim,
             criterion=self._criterion(),
             optimizer=torch.optim.Adam,
             lr=self.learning_rate_init,
@@ -288,8 +284,13 @@ class BaseGMNM(BaseEstimator):
             predict_nonlinearity=None,
             device=device,
             verbose=int(self.verbose),
-        )
-        return net.initialize()
+        ).initialize()
+        if self.init == "data":  # the same initialisation on every device
+            standardized = (torch.as_tensor(X, dtype=dtype) - x_mean) / x_scale
+            net.module_.body.init_from_data(
+                standardized, sample_weight=sample_weight, random_state=seed
+            )
+        return net
 
     def _record_history(self, incremental, n_iter_before):
         history = self.net_.history

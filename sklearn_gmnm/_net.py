@@ -24,8 +24,8 @@ class StandardizedGMNMNetwork(nn.Module):
 
     def __init__(self, x_mean, x_scale, n_outputs, **gmnm_params):
         super().__init__()
-        self.register_buffer("x_mean", torch.as_tensor(x_mean))
-        self.register_buffer("x_scale", torch.as_tensor(x_scale))
+        self.register_buffer("x_mean", torch.as_tensor(x_mean).clone())
+        self.register_buffer("x_scale", torch.as_tensor(x_scale).clone())
         self.body = GMNMMLP(
             len(x_mean), n_outputs, dtype=self.x_mean.dtype, **gmnm_params
         )

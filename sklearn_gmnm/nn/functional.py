@@ -135,7 +135,9 @@ class _FusedGMNM(torch.autograd.Function):
         # d out / d h_j = -(grad_out @ Pi) * phi * h_j for each projection slice j; the
         # sign goes on the small (out, m) matrix rather than on an (N, m) tensor.
         scale = (grad_out @ mixture_weight.neg()).mul_(phi)  # (N, m)
+        del phi  # free it before grad_h is allocated: a lower peak of memory
         grad_h = (h.view(n, k, -1) * scale.unsqueeze(1)).view(n, -1)  # (N, k*m)
+        del scale
 
         # Both GEMMs are skinny when in_features is small; these operand orders are the
         # fast ones on the CPU (up to 10x at in_features=2, equal at 64).
@@ -149,6 +151,12 @@ class _FusedGMNM(torch.autograd.Function):
             grad_weight = (x.t() @ grad_h).t()  # (k*m, d)
         grad_offset = grad_h.sum(0) if ctx.needs_input_grad[2] else None  # (k*m,)
         return grad_x, grad_weight, grad_offset, grad_mixture, grad_bias, None
+
+
+def _is_compiling() -> bool:
+    """Whether torch.compile is tracing this call (torch >= 2.3; False before)."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(getattr(compiler, "is_compiling", lambda: False)())
 
 
 def gmnm_basis(x: Tensor, weight: Tensor, offset: Tensor, n_projections: int) -> Tensor:
@@ -170,7 +178,8 @@ def gmnm(
 
     Large inputs go through a custom autograd node (one node, a hand-written backward
     that keeps only ``x`` and ``h``); small ones through plain autograd operations,
-    which are faster there (see ``FUSED_MIN_ELEMENTS``). Both compute the same values.
+    which are faster there (see ``FUSED_MIN_ELEMENTS``), and so do CUDA inputs under
+    :func:`torch.compile`. All paths compute the same values.
 
     Parameters
     ----------
@@ -209,7 +218,11 @@ def gmnm(
     leading = x.shape[:-1]
     x2d = x.reshape(-1, x.shape[-1])  # (N, d)
     args = (x2d, weight, offset, mixture_weight, bias, n_projections)
-    if x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS:
+    if x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS or (
+        x.is_cuda and _is_compiling()
+    ):
+        # Under torch.compile on a GPU, Inductor fuses and recomputes the plain form
+        # itself, faster than it compiles the custom node (benchmarks/layer_speed.py).
         out = _gmnm_autograd(*args)
     else:
         out = _FusedGMNM.apply(*args)

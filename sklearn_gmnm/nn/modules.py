@@ -16,19 +16,29 @@ def _check_positive_int(value, name):
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
-def _random_directions(n_components, n_projections, in_features, generator, **factory):
+def _random_directions(
+    n_components, n_projections, in_features, generator, device=None, dtype=None
+):
     """Unit-norm projection rows, orthonormal within a Gaussian wherever k <= in_features.
 
+    Drawn on the generator's device (the global generator of ``device`` if None) and
+    returned on ``device``: a CPU generator gives the same directions on every device.
     Returns a tensor of shape (m, k, in_features).
     """
+    draw_on = generator.device if generator is not None else device
     g = torch.randn(
-        n_components, in_features, n_projections, generator=generator, **factory
+        n_components,
+        in_features,
+        n_projections,
+        generator=generator,
+        device=draw_on,
+        dtype=dtype,
     )  # (m, d, k)
     if n_projections <= in_features:
         q, _ = torch.linalg.qr(g)  # (m, d, k), orthonormal columns
-        return q.transpose(1, 2)  # (m, k, d)
+        return q.transpose(1, 2).to(device)  # (m, k, d)
     g = g.transpose(1, 2)  # (m, k, d)
-    return g / g.norm(dim=-1, keepdim=True)
+    return (g / g.norm(dim=-1, keepdim=True)).to(device)
 
 
 class GMNM(nn.Module):
@@ -320,7 +330,7 @@ class GMNM(nn.Module):
         fallback = max(float(X.std(axis=0).mean()), 1.0) * overlap
         widths = np.where(widths > 1e-12, widths, fallback)
 
-        generator = torch.Generator(device=self.weight.device)
+        generator = torch.Generator()  # CPU: the same directions on every device
         generator.manual_seed(int(rng.integers(2**63 - 1)))
         as_tensor = {"device": self.weight.device, "dtype": self.weight.dtype}
         self._set_gaussians(
