@@ -26,7 +26,10 @@ from ._sklearn_compat import (
 
 __all__ = ["GMNMClassifier", "GMNMRegressor"]
 
-PREDICT_BATCH_SIZE = 65536  # rows per forward pass in predict: bounds memory
+# Rows per forward pass in predict. On the CPU, blocks whose activations stay in cache are
+# up to 1.8x faster than one large pass (8192 vs 65536 rows at 128 Gaussians); a GPU wants
+# large blocks. Either way the blocks bound the memory predict needs.
+PREDICT_BATCH_SIZE = {"cpu": 8192, "other": 65536}
 
 
 def _resolve_device(device):
@@ -335,11 +338,10 @@ class BaseGMNM(BaseEstimator):
         device = module.x_mean.device
         outputs = []
         module.eval()
+        step = PREDICT_BATCH_SIZE["cpu" if device.type == "cpu" else "other"]
         with torch.no_grad():
-            for start in range(0, max(len(X), 1), PREDICT_BATCH_SIZE):
-                batch = torch.as_tensor(
-                    X[start : start + PREDICT_BATCH_SIZE], dtype=dtype
-                )
+            for start in range(0, max(len(X), 1), step):
+                batch = torch.as_tensor(X[start : start + step], dtype=dtype)
                 outputs.append(module(batch.to(device)).cpu())
         return torch.cat(outputs).to(torch.float64).numpy()
 

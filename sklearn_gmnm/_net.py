@@ -157,9 +157,31 @@ class GMNMNet(NeuralNet):
         self.mean_weight = mean_weight
 
     def penalized_parameters(self):
-        for name, param in self.module_.named_parameters():
-            if name.endswith("weight"):  # projections, mixture and embedding weights
-                yield param
+        """The module's weight matrices (projections, mixture, embedding), cached per
+        module: walking the module tree at every batch costs as much as a small
+        network's forward pass."""
+        cache = self.__dict__.get("_penalized_cache")
+        if cache is None or cache[0] is not self.module_:
+            params = [
+                param
+                for name, param in self.module_.named_parameters()
+                if name.endswith("weight")
+            ]
+            cache = self.__dict__["_penalized_cache"] = (self.module_, params)
+        return cache[1]
+
+    def _set_training(self, training=True):
+        # skorch sets the mode before every batch, and ``Module.train`` walks the whole
+        # module tree each time; switch only the modules whose mode differs.
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, nn.Module) and module.training != training:
+                module.train(training)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_penalized_cache", None)  # parameters pickle with module_ only
+        return state
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = y_true.to(device=y_pred.device)

@@ -153,12 +153,6 @@ class _FusedGMNM(torch.autograd.Function):
         return grad_x, grad_weight, grad_offset, grad_mixture, grad_bias, None
 
 
-def _is_compiling() -> bool:
-    """Whether torch.compile is tracing this call (torch >= 2.3; False before)."""
-    compiler = getattr(torch, "compiler", None)
-    return bool(getattr(compiler, "is_compiling", lambda: False)())
-
-
 def gmnm_basis(x: Tensor, weight: Tensor, offset: Tensor, n_projections: int) -> Tensor:
     """Gaussian responses ``phi`` of shape (*, m) for inputs of shape (*, in_features)."""
     h = torch.nn.functional.linear(x, weight, offset)  # (*, k*m)
@@ -178,8 +172,8 @@ def gmnm(
 
     Large inputs go through a custom autograd node (one node, a hand-written backward
     that keeps only ``x`` and ``h``); small ones through plain autograd operations,
-    which are faster there (see ``FUSED_MIN_ELEMENTS``), and so do CUDA inputs under
-    :func:`torch.compile`. All paths compute the same values.
+    which are faster there (see ``FUSED_MIN_ELEMENTS``). Both compute the same values;
+    :func:`torch.compile` traces either.
 
     Parameters
     ----------
@@ -218,11 +212,7 @@ def gmnm(
     leading = x.shape[:-1]
     x2d = x.reshape(-1, x.shape[-1])  # (N, d)
     args = (x2d, weight, offset, mixture_weight, bias, n_projections)
-    if x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS or (
-        x.is_cuda and _is_compiling()
-    ):
-        # Under torch.compile on a GPU, Inductor fuses and recomputes the plain form
-        # itself, faster than it compiles the custom node (benchmarks/layer_speed.py).
+    if x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS:
         out = _gmnm_autograd(*args)
     else:
         out = _FusedGMNM.apply(*args)
