@@ -213,6 +213,7 @@ def main_cuda(args):
     rows = []
     for n in batches:
         for d in dims:
+            torch._dynamo.reset()  # compile afresh: no recompile limit, no stale cache
             x = torch.randn(n, d, device=device)
             models = {name: build(name, d, m, k, device) for name in names}
             for model in models.values():  # warm up (and compile)
@@ -336,6 +337,7 @@ def main():
     rows = []
     for d in dims:
         for n in batches:
+            torch._dynamo.reset()  # compile afresh: no recompile limit, no stale cache
             x = torch.randn(n, d)
             models = {name: build(name, d, m, k) for name in names}
             for model in models.values():  # warm up (and compile)

@@ -1,0 +1,245 @@
+"""Choose the estimators' defaults: successive halving over GMNM settings on every
+development dataset of ``tabular.py`` (never per dataset).
+
+A random sample of settings (``SPACE``), plus the current defaults, is scored on every
+development dataset with cross-validation; after each round the best third (by mean rank
+over the datasets of the primary metric: R2 / accuracy, log-loss breaking ties) goes on
+to a round with more folds and more rows:
+
+===== ========== =============== ======
+round settings   rows per set     folds
+===== ========== =============== ======
+1     ``--n``    <= 1,500         2
+2     n / 3      <= 4,000         3
+3     n / 9      all (<= 10,000)  5
+===== ========== =============== ======
+
+Fits run in parallel, one thread each (``--jobs``). Writes
+``benchmarks/results/tune_defaults.md`` / ``.json`` with every setting and score.
+Usage::
+
+    python benchmarks/tune_defaults.py            # about an hour on 2 cores
+    python benchmarks/tune_defaults.py --quick    # a smoke run
+"""
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
+from sklearn.pipeline import make_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tabular
+from _common import RESULTS, command_line, machine
+
+from sklearn_gmnm import GMNMClassifier, GMNMRegressor
+
+SPACE = {
+    "n_components": [16, 32, 64, 128],
+    "n_projections": [1, 2, 4],
+    "hidden_layer_sizes": [(), (16,), (32,), (64,)],
+    "embedding_dim": [None, None, 16],
+    "learning_rate_init": [3e-4, 1e-3, 3e-3, 1e-2],
+    "alpha": [1e-5, 1e-4, 1e-3, 1e-2],
+    "batch_size": ["auto", 64, 512],
+    "early_stopping": [False, True],
+    "max_iter": [100, 200, 400],
+    "init": ["data", "random"],
+}
+
+
+def current_defaults():
+    params = GMNMRegressor().get_params()
+    return {key: params[key] for key in SPACE}
+
+
+def sample_settings(n, seed):
+    rng = np.random.default_rng(seed)
+    settings = [current_defaults()]
+    seen = {json.dumps(settings[0], sort_keys=True, default=str)}
+    while len(settings) < n:
+        s = {key: values[rng.integers(len(values))] for key, values in SPACE.items()}
+        key = json.dumps(s, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            settings.append(s)
+    return settings
+
+
+def fit_one(setting, dataset, X, y, train, test, seed):
+    torch.set_num_threads(1)
+    task = tabular.DATASETS[dataset][0]
+    Estimator = GMNMRegressor if task == "regression" else GMNMClassifier
+    model = make_pipeline(
+        tabular.preprocessor(), Estimator(random_state=seed, **setting)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return tabular.evaluate(
+                model, task, X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test]
+            )
+        except ValueError as error:  # a diverged fit scores as the worst
+            return {"error": str(error).splitlines()[0]}
+
+
+def score_round(settings, data, rows, folds, jobs):
+    """Mean over folds of the primary and secondary metric, per setting and dataset."""
+    jobs_list = []
+    for dataset, (X, y) in data.items():
+        task = tabular.DATASETS[dataset][0]
+        if len(X) > rows:
+            keep = np.sort(np.random.default_rng(0).choice(len(X), rows, replace=False))
+            X, y = (
+                X.iloc[keep].reset_index(drop=True),
+                y.iloc[keep].reset_index(drop=True),
+            )
+        splitter = (RepeatedKFold if task == "regression" else RepeatedStratifiedKFold)(
+            n_splits=folds, n_repeats=1, random_state=0
+        )
+        for f, (train, test) in enumerate(splitter.split(X, y)):
+            for i, s in enumerate(settings):
+                jobs_list.append((i, dataset, X, y, train, test, f, s))
+    outputs = Parallel(n_jobs=jobs)(
+        delayed(fit_one)(s, dataset, X, y, train, test, f)
+        for i, dataset, X, y, train, test, f, s in jobs_list
+    )
+    table = {}
+    for (i, dataset, *_), out in zip(jobs_list, outputs, strict=True):
+        table.setdefault((i, dataset), []).append(out)
+    scores = {}
+    for (i, dataset), outs in table.items():
+        first, second = tabular.PRIMARY[tabular.DATASETS[dataset][0]]
+        if any("error" in o for o in outs):
+            scores[(i, dataset)] = (-np.inf, np.inf, np.nan)
+            continue
+        scores[(i, dataset)] = (
+            float(np.mean([o[first] for o in outs])),
+            float(np.mean([o[second] for o in outs])),
+            float(np.mean([o["fit_s"] for o in outs])),
+        )
+    return scores
+
+
+def rank_settings(settings, scores, datasets):
+    """Mean rank over datasets: by the primary metric (higher is better), the secondary
+    (RMSE / log-loss, lower is better) breaking ties; 1 is best."""
+    n = len(settings)
+    ranks = []
+    for dataset in datasets:
+        keys = [(-scores[(i, dataset)][0], scores[(i, dataset)][1]) for i in range(n)]
+        order = sorted(range(n), key=lambda i: keys[i])
+        rank = np.empty(n)
+        rank[order] = np.arange(1, n + 1)
+        ranks.append(rank)
+    return np.mean(ranks, axis=0)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=27, help="settings in round 1")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS / "tune_defaults"))
+    args = parser.parse_args(argv)
+    datasets = tabular.QUICK_DATASETS if args.quick else list(tabular.DATASETS)
+    rounds = [(1500, 2), (4000, 3), (10_000, 5)]
+    if args.quick:
+        args.n, rounds = 3, [(300, 2)]
+    data = {}
+    for dataset in datasets:
+        try:
+            X, y, _ = tabular.load_dataset(dataset, 10_000)
+        except ImportError as error:
+            print(f"{dataset}: skipped ({error})")
+            continue
+        data[dataset] = (X, y)
+    datasets = list(data)
+
+    settings = sample_settings(args.n, args.seed)
+    alive = list(range(len(settings)))
+    history = []
+    for r, (rows, folds) in enumerate(rounds, start=1):
+        start = time.perf_counter()
+        subset = [settings[i] for i in alive]
+        scores = score_round(subset, data, rows, folds, args.jobs)
+        mean_rank = rank_settings(subset, scores, datasets)
+        history.append(
+            {
+                "round": r,
+                "rows": rows,
+                "folds": folds,
+                "seconds": time.perf_counter() - start,
+                "settings": [
+                    {
+                        "id": alive[j],
+                        "mean_rank": float(mean_rank[j]),
+                        "scores": {d: scores[(j, d)][:2] for d in datasets},
+                        "fit_s": {d: scores[(j, d)][2] for d in datasets},
+                    }
+                    for j in range(len(subset))
+                ],
+            }
+        )
+        print(f"round {r}: {len(subset)} settings, {time.perf_counter() - start:.0f} s")
+        order = np.argsort(mean_rank, kind="stable")
+        keep = max(1, len(subset) // 3)
+        alive = [alive[j] for j in order[:keep]]
+    write(settings, history, datasets, args)
+
+
+def write(settings, history, datasets, args):
+    best = history[-1]["settings"]
+    best = min(best, key=lambda s: s["mean_rank"])["id"]
+    lines = [
+        "# Choosing the defaults: successive halving over GMNM settings",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine()}  ",
+        "Every setting is scored on every development dataset; ranks per dataset by the "
+        "primary metric (R2 / accuracy), mean over datasets; the best third goes on. "
+        "Setting 0 is the defaults at the time of the run.",
+        "",
+        f"**Winner: setting {best}**: `{settings[best]}`",
+        "",
+    ]
+    for h in history:
+        lines += [
+            f"## Round {h['round']}: <= {h['rows']} rows per dataset, {h['folds']} folds "
+            f"({h['seconds'] / 60:.0f} min)",
+            "",
+            "| setting | mean rank | " + " | ".join(datasets) + " | parameters |",
+            "|---|---|" + "---|" * len(datasets) + "---|",
+        ]
+        for s in sorted(h["settings"], key=lambda s: s["mean_rank"]):
+            cells = " | ".join(f"{s['scores'][d][0]:.4f}" for d in datasets)
+            lines.append(
+                f"| {s['id']} | {s['mean_rank']:.2f} | {cells} | `{settings[s['id']]}` |"
+            )
+        lines.append("")
+    Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    Path(f"{args.out}.json").write_text(
+        json.dumps(
+            {
+                "command": command_line(),
+                "machine": machine(),
+                "settings": settings,
+                "history": history,
+            },
+            indent=1,
+            default=str,
+        )
+    )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
