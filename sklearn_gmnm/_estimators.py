@@ -14,7 +14,7 @@ from sklearn.utils.validation import column_or_1d
 from skorch.callbacks import EpochScoring, ProgressBar
 from skorch.dataset import ValidSplit
 
-from . import _net
+from . import _net, _persistence
 from ._sklearn_compat import (
     Interval,
     StrOptions,
@@ -180,7 +180,7 @@ class BaseGMNM(BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if first_call:
-                net = self._build_net(
+                net, config = self._build_net(
                     X,
                     sample_weight,
                     hidden_layer_sizes,
@@ -190,7 +190,7 @@ class BaseGMNM(BaseEstimator):
                     incremental,
                 )
             else:
-                net = self.net_
+                net, config = self.net_, self._net_config
             if net.device != device:
                 net.set_params(device=device)
             net.alpha = self.alpha
@@ -204,6 +204,7 @@ class BaseGMNM(BaseEstimator):
             net.partial_fit(inputs, y_train, epochs=epochs)
 
         self.net_ = net
+        self._net_config = config
         self._record_history(incremental, n_iter_before)
         return self
 
@@ -213,28 +214,61 @@ class BaseGMNM(BaseEstimator):
     def _build_net(
         self, X, sample_weight, hidden_layer_sizes, dtype, device, seed, incremental
     ):
+        """A new, initialised net for X, and the configuration that rebuilds it."""
         if self.standardize:
             scaler = StandardScaler().fit(X, sample_weight=sample_weight)
             x_mean, x_scale = scaler.mean_, scaler.scale_
         else:
             x_mean, x_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
-        x_mean = torch.as_tensor(x_mean, dtype=dtype)
-        x_scale = torch.as_tensor(x_scale, dtype=dtype)
         n_samples = X.shape[0]
         batch_size = (
             min(200, n_samples)
             if self.batch_size == "auto"
             else min(self.batch_size, n_samples)
         )
-        early_stopping = self.early_stopping and not incremental
+        # Plain values only: this is what a saved model keeps (see __getstate__).
+        config = {
+            "x_mean": np.asarray(x_mean, dtype=np.float64),
+            "x_scale": np.asarray(x_scale, dtype=np.float64),
+            "dtype": "float64" if dtype == torch.float64 else "float32",
+            "n_outputs": int(self.n_outputs_),
+            "hidden_layer_sizes": tuple(hidden_layer_sizes),
+            "n_components": int(self.n_components),
+            "n_projections": int(self.n_projections),
+            "embedding_dim": self.embedding_dim,
+            "learning_rate_init": float(self.learning_rate_init),
+            "max_iter": int(self.max_iter),
+            "batch_size": int(batch_size),
+            "early_stopping": bool(self.early_stopping and not incremental),
+            "validation_fraction": float(self.validation_fraction),
+            "tol": float(self.tol),
+            "n_iter_no_change": int(self.n_iter_no_change),
+            "verbose": int(self.verbose),
+            "seed": int(seed),
+        }
+        net = self._make_net(config, device)
+        if self.init == "data":  # the same initialisation on every device
+            dtype_ = net.module_.x_mean.dtype
+            x_mean_t = torch.as_tensor(config["x_mean"], dtype=dtype_)
+            x_scale_t = torch.as_tensor(config["x_scale"], dtype=dtype_)
+            standardized = (torch.as_tensor(X, dtype=dtype_) - x_mean_t) / x_scale_t
+            net.module_.body.init_from_data(
+                standardized, sample_weight=sample_weight, random_state=seed
+            )
+        return net, config
+
+    def _make_net(self, config, device):
+        """The initialised skorch net that ``config`` (from :meth:`_build_net`) describes."""
+        dtype = torch.float64 if config["dtype"] == "float64" else torch.float32
+        early_stopping = config["early_stopping"]
         callbacks = [
             (
                 "convergence",
                 _net.Convergence(
                     early_stopping=early_stopping,
-                    tol=self.tol,
-                    n_iter_no_change=self.n_iter_no_change,
-                    learning_rate=self.learning_rate_init,
+                    tol=config["tol"],
+                    n_iter_no_change=config["n_iter_no_change"],
+                    learning_rate=config["learning_rate_init"],
                 ),
             )
         ]
@@ -250,33 +284,34 @@ class BaseGMNM(BaseEstimator):
                     ),
                 ),
             )
-        if self.verbose >= 2:
+        if config["verbose"] >= 2:
             callbacks.append(("progress_bar", ProgressBar()))
         train_split = (
             ValidSplit(
-                self.validation_fraction,
+                config["validation_fraction"],
                 stratified=is_classifier(self) and not self._multilabel,
-                random_state=seed,
+                random_state=config["seed"],
             )
             if early_stopping
             else None
         )
+        batch_size = config["batch_size"]
         # skorch builds the module from its class and keyword arguments: a module
         # instance would be pickled as a plain attribute, with its GPU tensors, and fail
         # to load on a machine without a GPU (skorch maps only ``module_`` to the CPU).
-        net = _net.GMNMNet(
+        return _net.GMNMNet(
             _net.StandardizedGMNMNetwork,
-            module__x_mean=x_mean,
-            module__x_scale=x_scale,
-            module__n_outputs=self.n_outputs_,
-            module__hidden_layer_sizes=hidden_layer_sizes,
-            module__n_components=self.n_components,
-            module__n_projections=self.n_projections,
-            module__embedding_dim=self.embedding_dim,
+            module__x_mean=torch.as_tensor(config["x_mean"], dtype=dtype),
+            module__x_scale=torch.as_tensor(config["x_scale"], dtype=dtype),
+            module__n_outputs=config["n_outputs"],
+            module__hidden_layer_sizes=config["hidden_layer_sizes"],
+            module__n_components=config["n_components"],
+            module__n_projections=config["n_projections"],
+            module__embedding_dim=config["embedding_dim"],
             criterion=self._criterion(),
             optimizer=torch.optim.Adam,
-            lr=self.learning_rate_init,
-            max_epochs=self.max_iter,
+            lr=config["learning_rate_init"],
+            max_epochs=config["max_iter"],
             batch_size=batch_size,
             iterator_train=_net.BatchIterator,
             iterator_train__shuffle=True,
@@ -286,14 +321,26 @@ class BaseGMNM(BaseEstimator):
             callbacks=callbacks,
             predict_nonlinearity=None,
             device=device,
-            verbose=int(self.verbose),
+            verbose=config["verbose"],
         ).initialize()
-        if self.init == "data":  # the same initialisation on every device
-            standardized = (torch.as_tensor(X, dtype=dtype) - x_mean) / x_scale
-            net.module_.body.init_from_data(
-                standardized, sample_weight=sample_weight, random_state=seed
-            )
-        return net
+
+    # --- persistence ------------------------------------------------------------------
+
+    def __getstate__(self):
+        """Plain state: parameters, fitted attributes, and the trained network as numpy
+        arrays and built-in types (no torch objects), so that pickle, joblib and
+        :func:`skops.io.dump` can all save it and a GPU-trained model loads anywhere."""
+        state = dict(super().__getstate__())  # a copy: never change the live object
+        net = state.pop("net_", None)
+        if net is not None:
+            state["_network_state"] = _persistence.export_network(net)
+        return state
+
+    def __setstate__(self, state):
+        network = state.pop("_network_state", None)
+        super().__setstate__(state)
+        if network is not None:
+            self.net_ = _persistence.import_network(self, network)
 
     def _record_history(self, incremental, n_iter_before):
         history = self.net_.history

@@ -455,9 +455,9 @@ def test_keyboard_interrupt_propagates(regression_data):
     original = GMNMRegressor._build_net
 
     def build_with_interrupt(self, *args, **kwargs):
-        net = original(self, *args, **kwargs)
+        net, config = original(self, *args, **kwargs)
         net.callbacks_.append(("interrupt", Interrupt().initialize()))
-        return net
+        return net, config
 
     GMNMRegressor._build_net = build_with_interrupt
     try:
