@@ -42,7 +42,16 @@ def bare_torch_fit(X, y, epochs, batch_size, lr, alpha, seed, dtype, device="cpu
     X_t = torch.as_tensor(X, dtype=dtype)
     y_t = torch.as_tensor((y - y.mean()) / y.std(), dtype=dtype).reshape(-1, 1)
     mean, scale = X_t.mean(0), X_t.std(0, correction=0)
-    module = StandardizedGMNMNetwork(mean, scale, 1, n_components=32, n_projections=2)
+    defaults = GMNMRegressor().get_params()  # the estimator's default network
+    module = StandardizedGMNMNetwork(
+        mean,
+        scale,
+        1,
+        n_components=defaults["n_components"],
+        n_projections=defaults["n_projections"],
+        embedding_dim=defaults["embedding_dim"],
+        hidden_layer_sizes=defaults["hidden_layer_sizes"],
+    )
     with torch.no_grad():
         module.body.init_from_data(module.standardize(X_t), random_state=seed)
     module.to(device)

@@ -78,14 +78,14 @@ class BaseGMNM(BaseEstimator):
         self,
         hidden_layer_sizes=(),
         *,
-        n_components=32,
-        n_projections=2,
-        embedding_dim=None,
+        n_components=128,
+        n_projections=1,
+        embedding_dim=16,
         init="data",
         standardize=True,
-        alpha=1e-4,
+        alpha=1e-3,
         batch_size="auto",
-        learning_rate_init=1e-3,
+        learning_rate_init=3e-4,
         max_iter=200,
         tol=1e-4,
         early_stopping=False,
@@ -408,16 +408,22 @@ class GMNMRegressor(RegressorMixin, BaseGMNM):
     the estimator; training is Adam through skorch, with scikit-learn MLP's stopping
     rules. Parameter names follow :class:`~sklearn.neural_network.MLPRegressor`.
 
+    The defaults (128 rank-one Gaussians behind a 16-dimensional linear embedding, Adam
+    at 3e-4, alpha=1e-3) were chosen on the whole table of development datasets by
+    ``benchmarks/tune_defaults.py``, never per dataset; see
+    ``benchmarks/results/tune_defaults.md``.
+
     Parameters
     ----------
     hidden_layer_sizes : array-like of int, default=()
         Widths of hidden GMNM layers; ``()`` is one GMNM layer from inputs to outputs.
-    n_components : int, default=32
+    n_components : int, default=128
         Gaussians per GMNM layer.
-    n_projections : int, default=2
+    n_projections : int, default=1
         Projections per Gaussian (rank of its precision matrix).
-    embedding_dim : int or None, default=None
-        If set, a learnt linear map to this many dimensions comes before the Gaussians.
+    embedding_dim : int or None, default=16
+        If set, a learnt linear map to this many dimensions (orthogonal at the start)
+        comes before the Gaussians; None feeds the inputs to them directly.
     init : {'data', 'random'}, default='data'
         ``'data'`` places the first layer's Gaussians on the (standardised) training
         data by weighted k-means; ``'random'`` draws them as for standard normal data.
@@ -425,11 +431,11 @@ class GMNMRegressor(RegressorMixin, BaseGMNM):
         Standardise the inputs (weighted by ``sample_weight``) inside the network.
         Targets are always standardised internally. Turn this off only if X is already
         scaled, for instance by a ``StandardScaler`` earlier in a pipeline.
-    alpha : float, default=1e-4
+    alpha : float, default=1e-3
         Strength of the L2 penalty on weight matrices, as in ``MLPRegressor``.
     batch_size : int or 'auto', default='auto'
         Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
-    learning_rate_init : float, default=0.001
+    learning_rate_init : float, default=3e-4
         Adam's learning rate.
     max_iter : int, default=200
         Maximum number of epochs.
@@ -593,26 +599,30 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
     Adam through skorch, with scikit-learn MLP's stopping rules. Parameter names follow
     :class:`~sklearn.neural_network.MLPClassifier`.
 
+    The defaults were chosen on the development datasets by
+    ``benchmarks/tune_defaults.py`` (see :class:`GMNMRegressor`).
+
     Parameters
     ----------
     hidden_layer_sizes : array-like of int, default=()
         Widths of hidden GMNM layers; ``()`` is one GMNM layer from inputs to logits.
-    n_components : int, default=32
+    n_components : int, default=128
         Gaussians per GMNM layer.
-    n_projections : int, default=2
+    n_projections : int, default=1
         Projections per Gaussian (rank of its precision matrix).
-    embedding_dim : int or None, default=None
-        If set, a learnt linear map to this many dimensions comes before the Gaussians.
+    embedding_dim : int or None, default=16
+        If set, a learnt linear map to this many dimensions (orthogonal at the start)
+        comes before the Gaussians; None feeds the inputs to them directly.
     init : {'data', 'random'}, default='data'
         ``'data'`` places the first layer's Gaussians on the (standardised) training
         data by weighted k-means; ``'random'`` draws them as for standard normal data.
     standardize : bool, default=True
         Standardise the inputs (weighted by ``sample_weight``) inside the network.
-    alpha : float, default=1e-4
+    alpha : float, default=1e-3
         Strength of the L2 penalty on weight matrices, as in ``MLPClassifier``.
     batch_size : int or 'auto', default='auto'
         Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
-    learning_rate_init : float, default=0.001
+    learning_rate_init : float, default=3e-4
         Adam's learning rate.
     max_iter : int, default=200
         Maximum number of epochs.
@@ -698,14 +708,14 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
         self,
         hidden_layer_sizes=(),
         *,
-        n_components=32,
-        n_projections=2,
-        embedding_dim=None,
+        n_components=128,
+        n_projections=1,
+        embedding_dim=16,
         init="data",
         standardize=True,
-        alpha=1e-4,
+        alpha=1e-3,
         batch_size="auto",
-        learning_rate_init=1e-3,
+        learning_rate_init=3e-4,
         max_iter=200,
         tol=1e-4,
         early_stopping=False,

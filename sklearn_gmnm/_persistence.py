@@ -78,6 +78,8 @@ def export_network(net):
             "best": float(convergence.best_),
             "misses": int(convergence.misses_),
             "converged": bool(convergence.converged_),
+            # early stopping: the weights of the best epoch, restored when training ends
+            "best_state": _to_numpy(convergence.best_state_),
         },
         "alpha": float(net.alpha),
         "mean_weight": float(net.mean_weight),
@@ -129,6 +131,15 @@ def import_network(estimator, state):
     convergence.best_ = state["convergence"]["best"]
     convergence.misses_ = state["convergence"]["misses"]
     convergence.converged_ = state["convergence"]["converged"]
+    best_state = state["convergence"]["best_state"]
+    convergence.best_state_ = (
+        None
+        if best_state is None
+        else {
+            key: torch.as_tensor(value, device=net.module_.x_mean.device)
+            for key, value in best_state.items()
+        }
+    )
     net.alpha = state["alpha"]
     net.mean_weight = state["mean_weight"]
     return net

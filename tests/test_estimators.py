@@ -20,6 +20,7 @@ from sklearn.datasets import make_classification, make_friedman1, make_regressio
 from sklearn.ensemble import StackingRegressor
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import Ridge
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -172,7 +173,11 @@ def test_fitted_attributes_without_early_stopping(regression_data):
 def test_early_stopping_stops_and_keeps_the_best_epoch(regression_data):
     X, y = regression_data
     est = GMNMRegressor(
-        early_stopping=True, n_iter_no_change=3, max_iter=500, random_state=0
+        early_stopping=True,
+        n_iter_no_change=3,
+        max_iter=500,
+        learning_rate_init=1e-2,  # fast enough to reach a plateau well before 500
+        random_state=0,
     ).fit(X, y)
     assert est.n_iter_ < 500
     assert est.best_loss_ is None
@@ -434,8 +439,14 @@ def test_sample_weight_routes_through_pipeline_and_search(
             direct.predict(StandardScaler().fit_transform(X)),
             rtol=1e-9,
         )
+        # An explicit scorer that asks for the weights routes them the same way in
+        # every scikit-learn version this package supports (1.6 included).
+        metric = "accuracy" if is_classifier(est) else "r2"
         search = GridSearchCV(
-            pipe, {f"{type(est).__name__.lower()}__alpha": [1e-4]}, cv=2
+            pipe,
+            {f"{type(est).__name__.lower()}__alpha": [1e-4]},
+            cv=2,
+            scoring=get_scorer(metric).set_score_request(sample_weight=True),
         )
         search.fit(X, y, sample_weight=w)
         assert hasattr(search, "best_estimator_")

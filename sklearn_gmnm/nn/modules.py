@@ -318,17 +318,22 @@ class GMNM(nn.Module):
             extra = rng.choice(len(X), m - len(X), p=w / w.sum())
             centers = np.concatenate([X, X[extra]])
 
-        if m > 1:
-            n_neighbors = min(3, m - 1)  # kneighbors() without X leaves each point out
-            dist, _ = (
-                NearestNeighbors(n_neighbors=n_neighbors).fit(centers).kneighbors()
-            )
-            widths = dist.mean(axis=1) * overlap
-        else:
-            widths = np.array([X.std(axis=0).mean() * overlap])
-        # Coincident centres (repeated rows) or constant data would give a zero width.
+        # Widths: mean distance to the 3 nearest *other* centres. Centres repeated
+        # (fewer distinct rows than Gaussians) share the width of their distinct
+        # centre: measured among copies, rounding in the distance computation would
+        # give them near-zero widths, i.e. huge, unstable projections.
         fallback = max(float(X.std(axis=0).mean()), 1.0) * overlap
-        widths = np.where(widths > 1e-12, widths, fallback)
+        distinct, which = np.unique(centers, axis=0, return_inverse=True)
+        if len(distinct) > 1:
+            n_neighbors = min(3, len(distinct) - 1)  # kneighbors() leaves each out
+            dist, _ = (
+                NearestNeighbors(n_neighbors=n_neighbors).fit(distinct).kneighbors()
+            )
+            widths = dist.mean(axis=1)[which.reshape(-1)] * overlap
+        else:
+            widths = np.full(m, X.std(axis=0).mean() * overlap)
+        # Constant data gives a zero width: fall back to the data's (or unit) scale.
+        widths = np.where(widths > 1e-9 * fallback, widths, fallback)
 
         generator = torch.Generator()  # CPU: the same directions on every device
         generator.manual_seed(int(rng.integers(2**63 - 1)))
@@ -502,10 +507,24 @@ class GMNMMLP(nn.Module):
         to :meth:`GMNM.init_from_data`. Returns ``self``.
         """
         X = torch.as_tensor(X, dtype=self.layers[0].weight.dtype)
-        X = X.to(self.layers[0].weight.device)
+        X = X.reshape(-1, X.shape[-1])
         if self.embedding is not None:
-            X = self.embedding(X)
-        self.layers[0].init_from_data(X, **kwargs)
+            # Merge repeated rows (summing their weights) before the embedding: a matrix
+            # product can round two copies of a row differently, which would turn them
+            # into distinct points and change where the Gaussians go.
+            import numpy as np
+
+            rows, which = np.unique(
+                X.detach().cpu().numpy(), axis=0, return_inverse=True
+            )
+            weight = kwargs.pop("sample_weight", None)
+            weight = np.ones(len(X)) if weight is None else np.asarray(weight)
+            kwargs["sample_weight"] = np.bincount(
+                which.reshape(-1), weights=weight.reshape(-1), minlength=len(rows)
+            )
+            device = self.embedding.weight.device
+            X = self.embedding(torch.as_tensor(rows, dtype=X.dtype, device=device))
+        self.layers[0].init_from_data(X.to(self.layers[0].weight.device), **kwargs)
         return self
 
     def forward(self, input: Tensor) -> Tensor:
