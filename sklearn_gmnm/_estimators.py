@@ -383,14 +383,20 @@ class BaseGMNM(BaseEstimator):
         module = self.net_.module_
         dtype = module.x_mean.dtype
         device = module.x_mean.device
-        outputs = []
         module.eval()
         step = PREDICT_BATCH_SIZE["cpu" if device.type == "cpu" else "other"]
+        output = None
         with torch.no_grad():
-            for start in range(0, max(len(X), 1), step):
+            for start in range(0, len(X), step):
                 batch = torch.as_tensor(X[start : start + step], dtype=dtype)
-                outputs.append(module(batch.to(device)).cpu())
-        return torch.cat(outputs).to(torch.float64).numpy()
+                block = module(batch.to(device)).cpu().numpy()
+                if output is None:
+                    # One array for all rows, filled block by block. Keeping each
+                    # block's small output alive between the blocks' large temporaries
+                    # fragments the heap: memory then grew with the rows (1 GB at 1M).
+                    output = np.empty((len(X), block.shape[1]), dtype=np.float64)
+                output[start : start + len(block)] = block
+        return output
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

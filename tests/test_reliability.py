@@ -1,5 +1,6 @@
 """Odd but valid input, threads and processes: either a right answer or a clear error."""
 
+import os
 import subprocess
 import sys
 import warnings
@@ -163,3 +164,31 @@ def test_random_state_gives_identical_predictions_across_processes():
         warnings.simplefilter("ignore")
         here = GMNMRegressor(max_iter=10, random_state=0).fit(X, y).predict(X)
     assert runs[0] == runs[1] == here.tobytes().hex()
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc"
+)
+def test_predict_memory_does_not_grow_with_the_rows():
+    """predict runs in blocks: on 400,000 rows it adds far less than the ~400 MB that
+    the network's activations for all rows would take (it once did, through heap
+    fragmentation)."""
+    code = (
+        "import warnings; warnings.simplefilter('ignore');"
+        "import numpy as np;"
+        "from sklearn.datasets import make_friedman1;"
+        "from sklearn_gmnm import GMNMRegressor;"
+        "X, y = make_friedman1(n_samples=500, n_features=20, random_state=0);"
+        "est = GMNMRegressor(max_iter=2, random_state=0).fit(X, y);"
+        "big = np.random.default_rng(0).random((400_000, 20)); est.predict(big[:10]);"
+        "status = lambda key: int([l for l in open('/proc/self/status')"
+        " if l.startswith(key)][0].split()[1]) * 1024;"
+        "open('/proc/self/clear_refs', 'w').write('5'); rss = status('VmRSS:');"
+        "est.predict(big); print(status('VmHWM:') - rss)"
+    )
+    added = int(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()[-1]
+    )
+    assert added < 120 * 2**20, f"predict added {added / 2**20:.0f} MiB"
