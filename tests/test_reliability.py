@@ -28,7 +28,9 @@ DOCUMENTED_ERRORS = (ValueError, TypeError)
 def tables(draw):
     n_rows = draw(st.integers(1, 25))
     n_features = draw(st.integers(1, 30))  # more features than rows included
-    dtype = draw(st.sampled_from(["float16", "float32", "float64", "int64", "bool"]))
+    dtype = draw(
+        st.sampled_from(["float16", "float32", "float64", "int64", "bool", "object"])
+    )
     magnitude = draw(st.sampled_from([1e-30, 1e-5, 1.0, 1e5, 1e30]))
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
@@ -36,7 +38,7 @@ def tables(draw):
     if draw(st.booleans()):
         X[:, 0] = 3.0 * magnitude  # a constant column
     with np.errstate(over="ignore"):
-        X = X.astype(dtype) if dtype != "bool" else X > 0
+        X = X.astype(dtype) if dtype != "bool" else X > 0  # object: Python floats
     return X, rng
 
 
