@@ -247,13 +247,9 @@ class BaseGMNM(BaseEstimator):
             "seed": int(seed),
         }
         net = self._make_net(config, device)
-        if self.init == "data":  # the same initialisation on every device
-            dtype_ = net.module_.x_mean.dtype
-            x_mean_t = torch.as_tensor(config["x_mean"], dtype=dtype_)
-            x_scale_t = torch.as_tensor(config["x_scale"], dtype=dtype_)
-            standardized = (torch.as_tensor(X, dtype=dtype_) - x_mean_t) / x_scale_t
-            net.module_.body.init_from_data(
-                standardized, sample_weight=sample_weight, random_state=seed
+        if self.init == "data":  # on the CPU: the same initialisation on every device
+            net.module_.init_from_data(
+                X, sample_weight=sample_weight, random_state=seed
             )
         return net, config
 

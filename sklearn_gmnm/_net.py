@@ -33,6 +33,27 @@ class StandardizedGMNMNetwork(nn.Module):
     def standardize(self, X):
         return (X - self.x_mean) / self.x_scale
 
+    @torch.no_grad()
+    def init_from_data(self, X, *, sample_weight=None, random_state=None):
+        """Data-aware initialisation from raw (unstandardised) rows, on the CPU.
+
+        At most ``max_samples`` (10,000) rows are drawn first, in proportion to their
+        weights, and only those are standardised: the full X is never copied.
+        """
+        import numpy as np
+
+        rng = np.random.default_rng(random_state)
+        X = np.asarray(X)
+        w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight)
+        w = w.astype(np.float64)
+        if len(X) > 10_000:
+            rows = rng.choice(len(X), 10_000, replace=False, p=w / w.sum())
+            X, w = X[np.sort(rows)], np.ones(10_000)
+        rows_t = torch.as_tensor(X, dtype=self.x_mean.dtype)
+        standardized = (rows_t - self.x_mean.cpu()) / self.x_scale.cpu()
+        self.body.init_from_data(standardized, sample_weight=w, random_state=rng)
+        return self
+
     def forward(self, X, sample_weight=None):
         return self.body(self.standardize(X))
 

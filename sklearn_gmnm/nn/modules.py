@@ -508,6 +508,26 @@ class GMNMMLP(nn.Module):
         """
         X = torch.as_tensor(X, dtype=self.layers[0].weight.dtype)
         X = X.reshape(-1, X.shape[-1])
+        max_samples = kwargs.get("max_samples", 10_000)
+        if len(X) > max_samples:
+            # Draw the rows the layer would draw, here, so that only they are embedded
+            # and merged; the layer then continues the same random stream.
+            import numpy as np
+
+            rng = np.random.default_rng(kwargs.get("random_state"))
+            weight = kwargs.pop("sample_weight", None)
+            weight = np.ones(len(X)) if weight is None else np.asarray(weight)
+            weight = weight.reshape(-1).astype(np.float64)
+            if weight.shape != (len(X),) or not weight.sum() > 0:
+                raise ValueError(
+                    "sample_weight must hold one non-negative weight per row of X, "
+                    "with a positive sum."
+                )
+            rows = rng.choice(
+                len(X), max_samples, replace=False, p=weight / weight.sum()
+            )
+            X = X[torch.as_tensor(rows)]
+            kwargs["random_state"] = rng
         if self.embedding is not None:
             # Merge repeated rows (summing their weights) before the embedding: a matrix
             # product can round two copies of a row differently, which would turn them
