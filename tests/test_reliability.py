@@ -39,7 +39,14 @@ def tables(draw):
         X[:, 0] = 3.0 * magnitude  # a constant column
     with np.errstate(over="ignore"):
         X = X.astype(dtype) if dtype != "bool" else X > 0  # object: Python floats
+    special = draw(st.sampled_from([None, None, None, np.nan, np.inf, -np.inf]))
+    if special is not None and dtype in ("float16", "float32", "float64", "object"):
+        X[rng.integers(n_rows), rng.integers(n_features)] = special
     return X, rng
+
+
+def has_nan_or_inf(X):
+    return not np.isfinite(np.asarray(X, dtype=np.float64)).all()
 
 
 def fits_or_fails_clearly(est, X, y, predict=("predict",)):
@@ -61,7 +68,7 @@ def fits_or_fails_clearly(est, X, y, predict=("predict",)):
 
 
 @settings(
-    max_examples=25,
+    max_examples=30,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
@@ -70,13 +77,17 @@ def fits_or_fails_clearly(est, X, y, predict=("predict",)):
 def test_regressor_on_generated_tables(table):
     X, rng = table
     y = rng.normal(size=len(X))
+    if has_nan_or_inf(X):  # a clear error that names the problem
+        with pytest.raises(ValueError, match=r"NaN|infinity"):
+            GMNMRegressor(**TINY_FIT).fit(X, y)
+        return
     out = fits_or_fails_clearly(GMNMRegressor(**TINY_FIT), X, y)
     if out is not None:
         assert out["predict"].dtype == np.float64
 
 
 @settings(
-    max_examples=25,
+    max_examples=30,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
@@ -88,6 +99,14 @@ def test_classifier_on_generated_tables(table, label_kind):
     y = {"int": codes, "str": np.array(["a", "b", "c"])[codes], "bool": codes > 0}[
         label_kind
     ]
+    if has_nan_or_inf(X):
+        with pytest.raises(ValueError, match=r"NaN|infinity"):
+            GMNMClassifier(**TINY_FIT).fit(X, y)
+        return
+    if len(np.unique(y)) < 2:  # a single class: the documented error
+        with pytest.raises(ValueError, match="class"):
+            GMNMClassifier(**TINY_FIT).fit(X, y)
+        return
     out = fits_or_fails_clearly(
         GMNMClassifier(**TINY_FIT), X, y, predict=("predict", "predict_proba")
     )
