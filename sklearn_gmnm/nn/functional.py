@@ -154,7 +154,7 @@ class _FusedGMNM(torch.autograd.Function):
 
 
 def gmnm_basis(x: Tensor, weight: Tensor, offset: Tensor, n_projections: int) -> Tensor:
-    """Gaussian responses ``phi`` of shape (*, m) for inputs of shape (*, in_features)."""
+    """Gaussian responses ``phi`` of shape (..., m) for inputs of shape (..., in_features)."""
     h = torch.nn.functional.linear(x, weight, offset)  # (*, k*m)
     y2 = h.unflatten(-1, (n_projections, -1)).square().sum(-2)  # (*, m)
     return torch.exp((-0.5 * y2).clamp(min=_exponent_floor(h.dtype)))
@@ -177,7 +177,7 @@ def gmnm(
 
     Parameters
     ----------
-    x : Tensor of shape (*, in_features)
+    x : Tensor of shape (..., in_features)
         Input; any number of leading dimensions.
     weight : Tensor of shape (k * m, in_features)
         The projection matrices, projection-major: ``weight.view(k, m, d)[:, i]`` is
@@ -193,7 +193,7 @@ def gmnm(
 
     Returns
     -------
-    out : Tensor of shape (*, out_features)
+    out : Tensor of shape (..., out_features)
 
     Examples
     --------

@@ -367,7 +367,7 @@ class GMNM(nn.Module):
         )
 
     def basis(self, input: Tensor) -> Tensor:
-        """Gaussian responses ``phi`` of shape (*, n_components), each in (0, 1]."""
+        """Gaussian responses ``phi`` of shape (..., n_components), each in (0, 1]."""
         return F.gmnm_basis(input, self.weight, self.offsets(), self.n_projections)
 
     @torch.no_grad()
