@@ -4,7 +4,13 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    is_classifier,
+    is_regressor,
+)
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer, LabelEncoder, StandardScaler
 from sklearn.utils import check_random_state
@@ -360,6 +366,95 @@ class BaseGMNM(BaseEstimator):
         ran = self.n_iter_ - n_iter_before
         if not incremental and ran == self.max_iter and not convergence.converged_:
             _net.warn_not_converged(self.max_iter)
+
+    def gaussians(self):
+        """The first GMNM layer's Gaussians in the units of the input features.
+
+        The estimator standardises X and may pass it through a learnt linear embedding
+        before the Gaussians; both are undone here, so that Gaussian i responds to an input
+        row x as ``exp(-0.5 * (x - centers[i]) @ precisions[i] @ (x - centers[i]))``.
+
+        Returns
+        -------
+        gaussians : dict of numpy arrays
+            ``'centers'`` (m, n_features_in_): the centres, in input units. Through an
+            embedding, or with fewer projections than features, a Gaussian is a ridge
+            whose centre is defined only up to the directions it ignores; the centre
+            nearest the training mean is given.
+            ``'projections'`` (m, k, n_features_in_): the rows of ``B_i`` with
+            ``precisions[i] = B_i.T @ B_i``.
+            ``'precisions'`` (m, n_features_in_, n_features_in_): positive
+            semi-definite, of rank at most k.
+            ``'widths'`` (m, k): the width (one standard deviation) along each
+            projection direction, in input units: ``1 / norm(B_i[j])``.
+            ``'mixture_weights'`` (n_outputs, m): the weights of the Gaussians in the
+            output. For a regressor with one GMNM layer they are in target units (the
+            internal target scaling undone); for a classifier they weigh the logits;
+            with hidden layers they feed the next layer. ``'bias'`` likewise.
+            ``'space'``: a sentence that says what is shown.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_gmnm import GMNMRegressor
+        >>> X = np.random.default_rng(0).uniform(0, 100, size=(200, 2))
+        >>> y = np.exp(-((X[:, 0] - 30) ** 2) / 200)
+        >>> est = GMNMRegressor(n_components=4, max_iter=5, random_state=0).fit(X, y)
+        >>> est.gaussians()["centers"].shape
+        (4, 2)
+        """
+        check_is_fitted(self, "net_")
+        module = self.net_.module_
+        body = module.body
+        layer = body.layers[0]
+        with torch.no_grad():
+            g = layer.gaussians()
+            A = g["projections"].cpu().double()  # (m, k, e): in the layer's input space
+            mu = g["centers"].cpu().double()  # (m, e)
+            scale = module.x_scale.cpu().double()  # (d,)
+            mean = module.x_mean.cpu().double()  # (d,)
+            if body.embedding is not None:
+                E = body.embedding.weight.cpu().double()  # (e, d)
+                e = body.embedding.bias.cpu().double()  # (e,)
+            else:
+                E = torch.eye(len(mean), dtype=torch.float64)
+                e = torch.zeros(len(mean), dtype=torch.float64)
+            # A (E (x - mean) / scale + e - mu) = B (x - c) with B = A E / scale:
+            B = A @ E / scale  # (m, k, d)
+            offset = A @ (e - E @ (mean / scale)).unsqueeze(-1)  # (m, k, 1)
+            offset = offset - (A @ mu.unsqueeze(-1))  # A (e - E mean/scale - mu)
+            # c: the solution of B c = -offset nearest the training mean
+            residual = -offset - B @ mean.unsqueeze(-1)  # (m, k, 1)
+            centers = mean + (torch.linalg.pinv(B) @ residual).squeeze(-1)  # (m, d)
+            precisions = B.transpose(1, 2) @ B
+            widths = 1.0 / B.norm(dim=-1).clamp_min(1e-300)  # (m, k)
+            weights = g["mixture_weights"].cpu().double()
+            bias = (
+                layer.bias.detach().cpu().double()
+                if layer.bias is not None
+                else torch.zeros(weights.shape[0], dtype=torch.float64)
+            )
+        space = "input features, in their own units"
+        if body.embedding is not None:
+            space += (
+                f"; the Gaussians live in a learnt {body.embedding.out_features}-"
+                "dimensional embedding and are shown pulled back to the inputs (ridges: "
+                "centres nearest the training mean)"
+            )
+        weights, bias = weights.numpy(), bias.numpy()
+        if is_regressor(self) and len(body.layers) == 1:
+            weights = weights * self._y_scale.reshape(-1, 1)
+            bias = bias * self._y_scale + self._y_mean
+            space += "; mixture weights and bias in target units"
+        return {
+            "centers": centers.numpy(),
+            "projections": B.numpy(),
+            "precisions": precisions.numpy(),
+            "widths": widths.numpy(),
+            "mixture_weights": weights,
+            "bias": bias,
+            "space": space,
+        }
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "net_")
