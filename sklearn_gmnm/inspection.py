@@ -23,10 +23,32 @@ def _as_numpy_gaussians(model):
     }
 
 
+def _fitted_surface(model, xlim, ylim, features, output, n=100):
+    """The model's output on an n x n grid over two-dimensional inputs."""
+    import torch
+
+    xs, ys = np.meshgrid(np.linspace(*xlim, n), np.linspace(*ylim, n))
+    grid = np.empty((n * n, 2))
+    grid[:, features[0]], grid[:, features[1]] = xs.ravel(), ys.ravel()
+    if isinstance(model, torch.nn.Module):
+        parameter = next(model.parameters())
+        with torch.no_grad():
+            values = model(
+                torch.as_tensor(grid, dtype=parameter.dtype).to(parameter.device)
+            )
+        values = values[:, output].cpu().numpy()
+    elif hasattr(model, "predict_proba"):
+        values = model.predict_proba(grid)[:, output]
+    else:
+        values = np.asarray(model.predict(grid)).reshape(n * n, -1)[:, output]
+    return values.reshape(n, n)
+
+
 def plot_gaussians(model, features=(0, 1), *, output=0, n_std=1.0, ax=None):
     """Draw the Gaussians of a fitted model as ellipses over two input features.
 
-    Each Gaussian is drawn as the ellipse ``n_std`` standard deviations wide in the
+    With two input features, the fitted function is drawn beneath them (for a
+    classifier, the probability of class ``output``). Each Gaussian is drawn as the ellipse ``n_std`` standard deviations wide in the
     plane of the two features (the other features held at the Gaussian's centre),
     coloured by its mixture weight for one output. A Gaussian that ignores a direction
     in that plane (a ridge) is drawn as a long band, cut to the plot's extent.
@@ -107,8 +129,21 @@ def plot_gaussians(model, features=(0, 1), *, output=0, n_std=1.0, ax=None):
         )
     ax.scatter(centers[:, i], centers[:, j], s=8, c="k")
     pad = 0.15 * np.maximum(spread, 1e-12)
-    ax.set_xlim(centers[:, i].min() - pad[0], centers[:, i].max() + pad[0])
-    ax.set_ylim(centers[:, j].min() - pad[1], centers[:, j].max() + pad[1])
+    xlim = (centers[:, i].min() - pad[0], centers[:, i].max() + pad[0])
+    ylim = (centers[:, j].min() - pad[1], centers[:, j].max() + pad[1])
+    if n_features == 2:  # the whole input space: draw the fitted function beneath
+        surface = _fitted_surface(model, xlim, ylim, (i, j), output)
+        image = ax.imshow(
+            surface,
+            extent=(*xlim, *ylim),
+            origin="lower",
+            aspect="auto",
+            cmap="viridis",
+            zorder=0,
+        )
+        ax.figure.colorbar(image, ax=ax, label=f"fitted output {output}")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     names = getattr(model, "feature_names_in_", None)
     ax.set_xlabel(str(names[i]) if names is not None else f"feature {i}")
     ax.set_ylabel(str(names[j]) if names is not None else f"feature {j}")

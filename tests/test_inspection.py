@@ -101,8 +101,13 @@ def test_plot_gaussians_draws_one_ellipse_per_gaussian(bumps):
     est = fit(X[:300], y[:300], None)
     ax = plot_gaussians(est)
     assert len(ax.patches) == 8
+    assert len(ax.images) == 1  # two inputs: the fitted function is drawn beneath
+    surface = ax.images[0].get_array()
+    assert surface.shape == (100, 100) and np.isfinite(surface).all()
     layer = GMNM(3, 1, n_components=5)
-    assert len(plot_gaussians(layer, features=(0, 2)).patches) == 5
+    ax = plot_gaussians(layer, features=(0, 2))
+    assert len(ax.patches) == 5 and len(ax.images) == 0
+    assert len(plot_gaussians(GMNM(2, 1, n_components=4)).images) == 1
     with pytest.raises(ValueError, match="features"):
         plot_gaussians(est, features=(0, 0))
     with pytest.raises(TypeError, match="fitted GMNMRegressor"):

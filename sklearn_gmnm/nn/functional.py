@@ -46,6 +46,15 @@ def gaussian_offsets(weight: Tensor, centers: Tensor, n_projections: int) -> Ten
     Returns
     -------
     offsets : Tensor of shape (k * m,)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_gmnm.nn.functional import gaussian_offsets
+    >>> # m=2 Gaussians, k=2, each A_i the identity; row j*m + i is projection j of A_i
+    >>> weight = torch.eye(2).repeat_interleave(2, dim=0)
+    >>> gaussian_offsets(weight, torch.tensor([[1.0, 2.0], [3.0, 4.0]]), 2)
+    tensor([-1., -3., -2., -4.])
     """
     projections = weight.view(n_projections, centers.shape[0], -1)  # (k, m, d)
     return -(projections * centers).sum(-1).reshape(-1)  # (k*m,)
@@ -154,7 +163,18 @@ class _FusedGMNM(torch.autograd.Function):
 
 
 def gmnm_basis(x: Tensor, weight: Tensor, offset: Tensor, n_projections: int) -> Tensor:
-    """Gaussian responses ``phi`` of shape (..., m) for inputs of shape (..., in_features)."""
+    """Gaussian responses ``phi`` of shape (..., m) for inputs of shape (..., in_features).
+
+    Parameters are those of :func:`gmnm`; each response lies in (0, 1].
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_gmnm.nn.functional import gmnm_basis
+    >>> weight, offset = torch.eye(2), torch.zeros(2)  # one Gaussian at 0, k=2
+    >>> gmnm_basis(torch.zeros(1, 2), weight, offset, n_projections=2)
+    tensor([[1.]])
+    """
     h = torch.nn.functional.linear(x, weight, offset)  # (*, k*m)
     y2 = h.unflatten(-1, (n_projections, -1)).square().sum(-2)  # (*, m)
     return torch.exp((-0.5 * y2).clamp(min=_exponent_floor(h.dtype)))
@@ -230,6 +250,20 @@ def gmnm_reference(
 
     Builds the (N, m, in_features) tensor ``x - mu``: m times the memory of the fused
     form. ``projections`` has shape (m, k, in_features), ``centers`` (m, in_features).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_gmnm.nn import GMNM
+    >>> from sklearn_gmnm.nn.functional import gmnm_reference
+    >>> layer = GMNM(3, 1, n_components=4).double()
+    >>> x = torch.randn(5, 3, dtype=torch.float64)
+    >>> g = layer.gaussians()
+    >>> explicit = gmnm_reference(
+    ...     x, g["projections"], g["centers"], g["mixture_weights"], layer.bias
+    ... )
+    >>> torch.allclose(explicit, layer(x))
+    True
     """
     z = x.unsqueeze(-2) - centers  # (*, m, d)
     y = torch.einsum("...md,mkd->...mk", z, projections)  # (*, m, k)
