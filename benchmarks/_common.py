@@ -1,7 +1,9 @@
 """Helpers shared by the benchmark scripts."""
 
+import json
 import platform
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,3 +33,11 @@ def median(values):
     values = sorted(values)
     n = len(values)
     return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+
+
+def run_json(code):
+    """Run Python ``code`` in a fresh interpreter; its last printed line, as JSON."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])

@@ -12,12 +12,11 @@ peak resident memory of the process against the size of the data. Usage::
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, machine
+from _common import RESULTS, command_line, machine, run_json
 
 CODE = """
 import json, time, warnings
@@ -49,13 +48,11 @@ print(json.dumps({{"seconds": seconds, "epochs": est.n_iter_, "parameters": para
 
 
 def run(model, rows, epochs, threads, device):
-    code = CODE.format(
-        model=model, rows=rows, epochs=epochs, threads=threads, device=device
+    return run_json(
+        CODE.format(
+            model=model, rows=rows, epochs=epochs, threads=threads, device=device
+        )
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def main():

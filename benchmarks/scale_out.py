@@ -17,7 +17,6 @@ Usage::
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import warnings
@@ -28,7 +27,7 @@ from sklearn.datasets import make_friedman1
 from sklearn.model_selection import GridSearchCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, machine, median
+from _common import RESULTS, command_line, machine, median, run_json
 
 from sklearn_gmnm import GMNMRegressor
 
@@ -72,11 +71,7 @@ print(json.dumps({{'peak_added': status('VmHWM:') - rss, 'input': big.nbytes, 'o
 
 
 def predict_memory(rows, threads):
-    code = PREDICT_CODE.format(rows=rows, threads=threads)
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_json(PREDICT_CODE.format(rows=rows, threads=threads))
 
 
 def main():

@@ -60,6 +60,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, machine
+from _common import count_parameters as module_parameters
 
 from sklearn_gmnm import GMNMClassifier, GMNMRegressor
 
@@ -323,13 +324,13 @@ def count_parameters(model):
     est = model.steps[-1][1] if hasattr(model, "steps") else model
     est = getattr(est, "regressor_", est)
     if isinstance(est, (GMNMRegressor, GMNMClassifier)):
-        return sum(p.numel() for p in est.module_.parameters())
+        return module_parameters(est.module_)
     if isinstance(est, (MLPRegressor, MLPClassifier)):
         return int(
             sum(c.size for c in est.coefs_) + sum(b.size for b in est.intercepts_)
         )
     if isinstance(est, SkorchMLP):
-        return sum(p.numel() for p in est.net_.module_.parameters())
+        return module_parameters(est.net_.module_)
     return None
 
 

@@ -421,8 +421,7 @@ class BaseGMNM(BaseEstimator):
                 e = torch.zeros(len(mean), dtype=torch.float64)
             # A (E (x - mean) / scale + e - mu) = B (x - c) with B = A E / scale:
             B = A @ E / scale  # (m, k, d)
-            offset = A @ (e - E @ (mean / scale)).unsqueeze(-1)  # (m, k, 1)
-            offset = offset - (A @ mu.unsqueeze(-1))  # A (e - E mean/scale - mu)
+            offset = A @ (e - E @ (mean / scale) - mu).unsqueeze(-1)  # (m, k, 1)
             # c: the solution of B c = -offset nearest the training mean
             residual = -offset - B @ mean.unsqueeze(-1)  # (m, k, 1)
             centers = mean + (torch.linalg.pinv(B) @ residual).squeeze(-1)  # (m, d)

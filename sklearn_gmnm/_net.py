@@ -12,6 +12,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from .nn import GMNMMLP
+from .nn.modules import _draw_rows
 
 
 class StandardizedGMNMNetwork(nn.Module):
@@ -46,9 +47,9 @@ class StandardizedGMNMNetwork(nn.Module):
         X = np.asarray(X)
         w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight)
         w = w.astype(np.float64)
-        if len(X) > 10_000:
-            rows = rng.choice(len(X), 10_000, replace=False, p=w / w.sum())
-            X, w = X[np.sort(rows)], np.ones(10_000)
+        rows = _draw_rows(w, 10_000, rng)  # the draw GMNM.init_from_data would make
+        if rows is not None:
+            X, w = X[rows], np.ones(len(rows))
         rows_t = torch.as_tensor(X, dtype=self.x_mean.dtype)
         standardized = (rows_t - self.x_mean.cpu()) / self.x_scale.cpu()
         self.body.init_from_data(standardized, sample_weight=w, random_state=rng)

@@ -41,6 +41,19 @@ def _random_directions(
     return (g / g.norm(dim=-1, keepdim=True)).to(device)
 
 
+def _draw_rows(weight, max_samples, rng):
+    """Indices of ``max_samples`` rows drawn without replacement in proportion to
+    ``weight`` (numpy, one per row), or None when there are no more rows than that.
+
+    Every data-aware initialisation subsamples through this one draw, so drawing early
+    (before standardising or embedding the rows) and drawing in the layer itself pick
+    the same rows from the same random stream.
+    """
+    if len(weight) <= max_samples:
+        return None
+    return rng.choice(len(weight), max_samples, replace=False, p=weight / weight.sum())
+
+
 class GMNM(nn.Module):
     r"""Gaussian Mixture-Inspired Nonlinear Module (arXiv 2510.06660).
 
@@ -295,8 +308,8 @@ class GMNM(nn.Module):
             )
         m = self.n_components
         rng = np.random.default_rng(random_state)
-        if len(X) > max_samples:
-            rows = rng.choice(len(X), max_samples, replace=False, p=w / w.sum())
+        rows = _draw_rows(w, max_samples, rng)
+        if rows is not None:
             X, w = X[rows], np.ones(max_samples)
 
         # Merge repeated rows (summing their weights): np.unique also sorts them, so the
@@ -523,10 +536,7 @@ class GMNMMLP(nn.Module):
                     "sample_weight must hold one non-negative weight per row of X, "
                     "with a positive sum."
                 )
-            rows = rng.choice(
-                len(X), max_samples, replace=False, p=weight / weight.sum()
-            )
-            X = X[torch.as_tensor(rows)]
+            X = X[torch.as_tensor(_draw_rows(weight, max_samples, rng))]
             kwargs["random_state"] = rng
         if self.embedding is not None:
             # Merge repeated rows (summing their weights) before the embedding: a matrix
