@@ -24,9 +24,11 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "gaussian_kernel_attention",
     "gaussian_offsets",
     "gmnm",
     "gmnm_basis",
+    "gmnm_conv2d",
     "gmnm_reference",
 ]
 
@@ -269,3 +271,130 @@ def gmnm_reference(
     y = torch.einsum("...md,mkd->...mk", z, projections)  # (*, m, k)
     phi = torch.exp(-0.5 * y.square().sum(-1))  # (*, m)
     return torch.nn.functional.linear(phi, mixture_weight, bias)
+
+
+def _gaussian_responses_channels(h: Tensor, n_projections: int) -> Tensor:
+    """``exp(-0.5 * sum_j h_j**2)`` over the k channel blocks of h (N, k*m, *)."""
+    y2 = h.unflatten(1, (n_projections, -1)).square().sum(1)  # (N, m, *)
+    return torch.exp((-0.5 * y2).clamp(min=_exponent_floor(h.dtype)))
+
+
+def gmnm_conv2d(
+    x: Tensor,
+    weight: Tensor,
+    offset: Tensor,
+    mixture_weight: Tensor,
+    bias: Tensor | None = None,
+    n_projections: int = 1,
+    stride=1,
+    padding=0,
+    dilation=1,
+) -> Tensor:
+    """Apply a GMNM convolution: the GMNM of every patch, as two convolutions.
+
+    Parameters
+    ----------
+    x : Tensor of shape (N, C_in, H, W)
+        Input images.
+    weight : Tensor of shape (k * m, C_in, kh, kw)
+        The projections as a convolution kernel, projection-major as in :func:`gmnm`.
+    offset : Tensor of shape (k * m,)
+        The fused offsets ``c_i = -A_i mu_i`` (patch space).
+    mixture_weight : Tensor of shape (C_out, m)
+        The mixture weights.
+    bias : Tensor of shape (C_out,), default=None
+        Output bias.
+    n_projections : int, default=1
+        k, the number of projections per Gaussian.
+    stride, padding, dilation
+        As for :func:`torch.nn.functional.conv2d`.
+
+    Returns
+    -------
+    out : Tensor of shape (N, C_out, H_out, W_out)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_gmnm.nn.functional import gmnm_conv2d
+    >>> weight, offset = torch.randn(8, 3, 3, 3), torch.zeros(8)  # m=4, k=2
+    >>> gmnm_conv2d(torch.randn(2, 3, 5, 5), weight, offset, torch.randn(6, 4),
+    ...             n_projections=2, padding=1).shape
+    torch.Size([2, 6, 5, 5])
+    """
+    if weight.shape[0] % n_projections:
+        raise ValueError(
+            f"weight has {weight.shape[0]} output channels, which is not a multiple "
+            f"of n_projections={n_projections}."
+        )
+    h = torch.nn.functional.conv2d(
+        x, weight, offset, stride, padding, dilation
+    )  # (N, k*m, H', W')
+    phi = _gaussian_responses_channels(h, n_projections)  # (N, m, H', W')
+    # The mixture is a 1x1 convolution: Pi (C_out, m) at every position.
+    return torch.nn.functional.conv2d(
+        phi, mixture_weight[:, :, None, None], bias
+    )  # (N, C_out, H', W')
+
+
+def gaussian_kernel_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    temperature: Tensor | float,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    r"""Attention whose scores are a Gaussian kernel of the query-key distance.
+
+    .. math::
+
+        \operatorname{softmax}_j\left(-\frac{\lVert q_i - k_j \rVert^2}{2\tau}\right) v_j
+
+    in place of ``softmax_j(q_i . k_j / sqrt(E))``. Since
+    ``-||q - k||^2 = 2 q.k - ||q||^2 - ||k||^2`` and the softmax over ``j`` ignores the
+    ``||q_i||^2`` term, this is dot-product attention with queries scaled by ``1/tau``
+    and an additive score ``-||k_j||^2 / (2 tau)``; it runs through
+    :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels included).
+
+    Parameters
+    ----------
+    query : Tensor of shape (..., L, E)
+    key : Tensor of shape (..., S, E)
+    value : Tensor of shape (..., S, Ev)
+    temperature : Tensor broadcastable to (..., 1, 1), or float
+        The kernel's variance ``tau`` (positive), e.g. one per head of shape (H, 1, 1).
+    attn_mask : Tensor, default=None
+        Boolean (True = attend) or additive float mask, broadcastable to (..., L, S).
+    dropout_p : float, default=0.0
+        Dropout on the attention weights.
+
+    Returns
+    -------
+    out : Tensor of shape (..., L, Ev)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_gmnm.nn.functional import gaussian_kernel_attention
+    >>> q = k = v = torch.randn(2, 4, 5, 8)  # (batch, heads, length, head dim)
+    >>> gaussian_kernel_attention(q, k, v, temperature=8 ** 0.5).shape
+    torch.Size([2, 4, 5, 8])
+    """
+    if not isinstance(temperature, Tensor):
+        temperature = torch.tensor(temperature, dtype=query.dtype, device=query.device)
+    key_score = -0.5 * key.square().sum(-1).unsqueeze(-2) / temperature  # (..., 1, S)
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            attn_mask = torch.zeros_like(attn_mask, dtype=query.dtype).masked_fill(
+                ~attn_mask, float("-inf")
+            )
+        key_score = key_score + attn_mask  # (..., L, S)
+    return torch.nn.functional.scaled_dot_product_attention(
+        query / temperature,
+        key,
+        value,
+        attn_mask=key_score.to(query.dtype),
+        dropout_p=dropout_p,
+        scale=1.0,
+    )
