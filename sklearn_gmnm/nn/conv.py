@@ -177,12 +177,13 @@ class GMNMConvNet(nn.Module):
     """A small image classifier with GMNM in its convolutions, its head, both or neither.
 
     ``input -> [conv block] x len(channels) -> flatten -> head -> logits``, where a conv
-    block is ``Conv2d(3x3) -> BatchNorm2d -> ReLU -> MaxPool2d(2)`` and the head is a
-    ``Linear`` layer. ``placement`` says where GMNM replaces them:
+    block is ``Conv2d(3x3) -> BatchNorm2d -> ReLU -> MaxPool2d(2)`` and the head is an
+    MLP ``Linear(flat, head_hidden) -> ReLU -> Linear(head_hidden, n_classes)``.
+    ``placement`` says where GMNM replaces them:
 
     - ``'conv'``: each ``Conv2d -> ReLU`` becomes a :class:`GMNMConv2d` (a convolution
       with a Gaussian-mixture nonlinearity), followed by the same BatchNorm2d and pooling;
-    - ``'head'``: the head becomes a :class:`GMNM` layer on the flattened features,
+    - ``'head'``: the MLP head becomes one :class:`GMNM` layer on the flattened features,
       after a BatchNorm1d that keeps them on the standardised scale the Gaussians'
       default initialisation expects;
     - ``'both'``; or ``None``: the plain CNN, the baseline in
@@ -198,12 +199,17 @@ class GMNMConvNet(nn.Module):
         Height and width of the input images (they fix the width of the head).
     channels : tuple of int, default=(16, 32)
         Output channels of the conv blocks; each block halves the image size.
+    head_hidden : int, default=64
+        Hidden width of the MLP head (used unless GMNM is the head).
     placement : {'conv', 'head', 'both'} or None, default='head'
         Where the GMNM layers go.
     n_components : int, default=32
         Gaussians per GMNM layer.
     n_projections : int, default=2
         Projections per Gaussian.
+    explicit_centers : bool, default=True
+        Passed to every GMNM layer (False saves ``m * (d - k)`` parameters per layer
+        of input width d; see :class:`GMNM`).
     dropout : float, default=0.0
         Dropout before the head.
     device, dtype
@@ -226,9 +232,11 @@ class GMNMConvNet(nn.Module):
         n_classes: int,
         image_size=(8, 8),
         channels: tuple = (16, 32),
+        head_hidden: int = 64,
         placement: str | None = "head",
         n_components: int = 32,
         n_projections: int = 2,
+        explicit_centers: bool = True,
         dropout: float = 0.0,
         device=None,
         dtype=None,
@@ -240,7 +248,11 @@ class GMNMConvNet(nn.Module):
             )
         _check_positive_int(n_classes, "n_classes")
         factory_kwargs = {"device": device, "dtype": dtype}
-        gmnm_kwargs = {"n_components": n_components, "n_projections": n_projections}
+        gmnm_kwargs = {
+            "n_components": n_components,
+            "n_projections": n_projections,
+            "explicit_centers": explicit_centers,
+        }
         self.placement = placement
         blocks = []
         width = in_channels
@@ -269,7 +281,12 @@ class GMNMConvNet(nn.Module):
                 GMNM(flat, n_classes, **gmnm_kwargs, **factory_kwargs),
             )
         else:
-            self.head = nn.Linear(flat, n_classes, **factory_kwargs)
+            _check_positive_int(head_hidden, "head_hidden")
+            self.head = nn.Sequential(
+                nn.Linear(flat, head_hidden, **factory_kwargs),
+                nn.ReLU(),
+                nn.Linear(head_hidden, n_classes, **factory_kwargs),
+            )
 
     def forward(self, input: Tensor) -> Tensor:
         return self.head(self.features(input))

@@ -38,6 +38,8 @@ class GMNMLSTMCell(nn.Module):
         Projections per Gaussian.
     placement : {'candidate', 'gates'}, default='candidate'
         What the GMNM computes.
+    explicit_centers : bool, default=True
+        Passed to the GMNM layer (False saves parameters; see :class:`GMNM`).
     device, dtype
         Factory arguments.
 
@@ -60,6 +62,7 @@ class GMNMLSTMCell(nn.Module):
         n_components: int = 32,
         n_projections: int = 2,
         placement: str = "candidate",
+        explicit_centers: bool = True,
         device=None,
         dtype=None,
     ) -> None:
@@ -81,6 +84,7 @@ class GMNMLSTMCell(nn.Module):
             n_gmnm,
             n_components=n_components,
             n_projections=n_projections,
+            explicit_centers=explicit_centers,
             **factory_kwargs,
         )
         if placement == "candidate":
@@ -144,8 +148,10 @@ class GMNMLSTM(nn.Module):
 
     Parameters
     ----------
-    input_size, hidden_size, n_components, n_projections, placement, device, dtype
+    input_size, hidden_size, n_components, n_projections, placement, explicit_centers
         As for :class:`GMNMLSTMCell`.
+    device, dtype
+        Factory arguments.
 
     Examples
     --------
@@ -164,6 +170,7 @@ class GMNMLSTM(nn.Module):
         n_components: int = 32,
         n_projections: int = 2,
         placement: str = "candidate",
+        explicit_centers: bool = True,
         device=None,
         dtype=None,
     ) -> None:
@@ -174,6 +181,7 @@ class GMNMLSTM(nn.Module):
             n_components=n_components,
             n_projections=n_projections,
             placement=placement,
+            explicit_centers=explicit_centers,
             device=device,
             dtype=dtype,
         )

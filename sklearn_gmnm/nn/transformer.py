@@ -31,6 +31,8 @@ class GMNMFeedForward(nn.Module):
         Projections per Gaussian.
     embedding_dim : int or None, default=None
         Width of a linear map before the Gaussians, if any.
+    explicit_centers : bool, default=True
+        Passed to the GMNM layer (False saves parameters; see :class:`GMNM`).
     dropout : float, default=0.0
         Dropout on the output.
     device, dtype
@@ -50,6 +52,7 @@ class GMNMFeedForward(nn.Module):
         n_components: int = 64,
         n_projections: int = 2,
         embedding_dim: int | None = None,
+        explicit_centers: bool = True,
         dropout: float = 0.0,
         device=None,
         dtype=None,
@@ -61,6 +64,7 @@ class GMNMFeedForward(nn.Module):
             n_components=n_components,
             n_projections=n_projections,
             embedding_dim=embedding_dim,
+            explicit_centers=explicit_centers,
             device=device,
             dtype=dtype,
         )
@@ -215,6 +219,8 @@ class GMNMTransformerBlock(nn.Module):
         Gaussians in the GMNM feed-forward block.
     n_projections : int, default=2
         Projections per Gaussian.
+    explicit_centers : bool, default=True
+        Passed to the GMNM layer (False saves parameters; see :class:`GMNM`).
     dropout : float, default=0.0
         Dropout on the attention weights and on both residual branches.
     device, dtype
@@ -238,6 +244,7 @@ class GMNMTransformerBlock(nn.Module):
         dim_feedforward: int | None = None,
         n_components: int = 64,
         n_projections: int = 2,
+        explicit_centers: bool = True,
         dropout: float = 0.0,
         device=None,
         dtype=None,
@@ -269,6 +276,7 @@ class GMNMTransformerBlock(nn.Module):
                 d_model,
                 n_components=n_components,
                 n_projections=n_projections,
+                explicit_centers=explicit_centers,
                 **factory_kwargs,
             )
         else:

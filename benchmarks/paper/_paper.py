@@ -1,0 +1,180 @@
+"""Helpers shared by the paper-claim benchmarks (benchmarks/paper/*.py).
+
+Every benchmark compares a host architecture with and without GMNM under one protocol:
+the same optimiser (Adam), the same epochs and batches, the learning rate of each model
+chosen from the same small grid on a validation split of seed 0 (never on test data),
+then every seed trained on the full training split and scored on the test split.
+"""
+
+import copy
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import RESULTS, command_line, count_parameters, machine
+
+__all__ = [
+    "RESULTS",
+    "choose_learning_rate",
+    "command_line",
+    "count_parameters",
+    "largest_components",
+    "machine",
+    "output",
+    "spread",
+    "train_supervised",
+    "write_json",
+]
+
+
+def spread(values):
+    """Mean, standard deviation, min and max of a list of numbers."""
+    values = [float(v) for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {
+        "mean": statistics.fmean(values),
+        "std": std,
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }
+
+
+def largest_components(build, budget, low=1, high=4096):
+    """The largest ``n_components`` whose model ``build(m)`` has <= ``budget``
+    trainable parameters (parameters grow with m)."""
+    if count_parameters(build(low)) > budget:
+        raise ValueError(f"even n_components={low} exceeds {budget} parameters")
+    while low < high:
+        mid = (low + high + 1) // 2
+        if count_parameters(build(mid)) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def train_supervised(
+    model,
+    X_train,
+    y_train,
+    X_eval,
+    y_eval,
+    *,
+    loss_fn,
+    epochs,
+    learning_rate,
+    batch_size,
+    seed,
+    metrics,
+    valid=None,
+    valid_key=None,
+):
+    """Adam on mini-batches for ``epochs``; returns scores on train and eval data.
+
+    ``metrics(model, X, y)`` returns a dict of scores (the model in eval mode, no
+    gradients). With ``valid = (X_valid, y_valid)``, the weights of the epoch with the
+    lowest ``metrics(...)[valid_key]`` on it are restored at the end (early stopping
+    by checkpoint). Returns ``{'train': ..., 'eval': ..., 'valid': best validation
+    score or None, 'best_epoch': ..., 'seconds_per_epoch': ..., 'curve': [eval
+    metrics every 10% of the epochs]}``. Raises FloatingPointError if the loss
+    diverges.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    n = len(X_train)
+    seconds = 0.0
+    curve = []
+    every = max(epochs // 10, 1)
+    best_score, best_state, best_epoch = math.inf, None, epochs
+    for epoch in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        order = torch.randperm(n, generator=generator)
+        for begin in range(0, n, batch_size):
+            rows = order[begin : begin + batch_size]
+            optimizer.zero_grad()
+            loss = loss_fn(model(X_train[rows]), y_train[rows])
+            loss.backward()
+            optimizer.step()
+        seconds += time.perf_counter() - start
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss {loss.item()} at epoch {epoch}")
+        if valid is not None:
+            score = _score(model, metrics, *valid)[valid_key]
+            if score < best_score:
+                best_score, best_epoch = score, epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+        if (epoch + 1) % every == 0:
+            curve.append(_score(model, metrics, X_eval, y_eval))
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return {
+        "train": _score(model, metrics, X_train, y_train),
+        "eval": _score(model, metrics, X_eval, y_eval),
+        "valid": None if valid is None else best_score,
+        "best_epoch": best_epoch,
+        "seconds_per_epoch": seconds / epochs,
+        "curve": curve,
+    }
+
+
+def _score(model, metrics, X, y):
+    model.eval()
+    with torch.no_grad():
+        return metrics(model, X, y)
+
+
+def choose_learning_rate(run, learning_rates, key, lower_is_better=True):
+    """The learning rate whose ``run(learning_rate)[key]`` is best (seed-0 validation
+    run); returns (best rate, {rate: score})."""
+    scores = {}
+    for lr in learning_rates:
+        try:
+            scores[lr] = float(run(lr)[key])
+        except FloatingPointError:
+            scores[lr] = math.inf if lower_is_better else -math.inf
+    pick = min if lower_is_better else max
+    return pick(scores, key=scores.get), scores
+
+
+def classification_metrics(model, X, y):
+    logits = model(X)
+    return {
+        "accuracy": (logits.argmax(1) == y).float().mean().item(),
+        "log_loss": nn.functional.cross_entropy(logits, y).item(),
+    }
+
+
+def output(out, suffix):
+    """Where a result goes: ``benchmarks/results/<out><suffix>``, or ``<out><suffix>``
+    when ``out`` is a path (it contains a '/')."""
+    return Path(f"{out}{suffix}") if "/" in out else RESULTS / f"{out}{suffix}"
+
+
+def write_json(name, payload):
+    path = output(name, ".json")
+    payload = {"command": command_line(), "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value))
+
+
+def fmt(stats, digits=4, scale=1.0):
+    """'mean ± std [min, max]' of a spread() dict."""
+    m, s = stats["mean"] * scale, stats["std"] * scale
+    lo, hi = stats["min"] * scale, stats["max"] * scale
+    return f"{m:.{digits}g} ± {s:.2g} [{lo:.{digits}g}, {hi:.{digits}g}]"
