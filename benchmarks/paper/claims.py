@@ -177,8 +177,8 @@ def classification_rows(name, title, baseline, wide):
     return rows
 
 
-def forecasting_rows():
-    data = load("forecasting")
+def forecasting_rows(name, title):
+    data = load(name)
     if data is None:
         return []
     r = data["results"]
@@ -191,12 +191,12 @@ def forecasting_rows():
         top = best(r, "gmnm", key, lower_is_better=True)
         rows.append(
             (
-                f"Forecasting (sunspots, {label}): lower error than an LSTM",
+                f"Forecasting ({title}, {label}): lower error than an LSTM",
                 f"best placement `{top}` MSE {r[top][key]['mean']:.3f} ± "
                 f"{r[top][key]['std']:.2f} vs `lstm` {r['lstm'][key]['mean']:.3f} ± "
                 f"{r['lstm'][key]['std']:.2f}",
                 verdict(r[top][key], r["lstm"][key], lower_is_better=True),
-                "forecasting.md",
+                f"{name}.md",
             )
         )
     return rows
@@ -208,6 +208,7 @@ def speed_row():
         ("digits_cnn", "cnn"),
         ("attention", "transformer"),
         ("forecasting", "lstm"),
+        ("forecasting_co2", "lstm"),
     ):
         data = load(name)
         if data is None:
@@ -253,7 +254,8 @@ def main():
         + classification_rows(
             "attention", "Digits Transformer", "transformer", "transformer_wide"
         )
-        + forecasting_rows()
+        + forecasting_rows("forecasting", "sunspots")
+        + forecasting_rows("forecasting_co2", "CO2 monthly changes")
         + speed_row()
     )
     lines = [

@@ -6,5 +6,6 @@ cd "$(dirname "$0")/../.."
 python benchmarks/paper/digits_cnn.py
 python benchmarks/paper/attention.py
 python benchmarks/paper/forecasting.py
+python benchmarks/paper/forecasting.py --series co2
 python benchmarks/paper/poisson.py
 python benchmarks/paper/claims.py

@@ -395,3 +395,70 @@ def test_blocks_on_cuda_match_cpu():
         got = module.cuda()(*(t.cuda() for t in inputs))
         got = got[0] if isinstance(got, tuple) else got
         torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=1e-4)
+
+
+# ----------------------------------------------------- common module behaviour, all blocks
+
+BLOCKS = {
+    "conv": (lambda: GMNMConv2d(2, 3, 3, padding=1, n_components=4), (2, 2, 5, 5)),
+    "convnet": (
+        lambda: GMNMConvNet(1, 3, placement="both", n_components=4),
+        (2, 1, 8, 8),
+    ),
+    "feedforward": (lambda: GMNMFeedForward(8, n_components=6), (2, 5, 8)),
+    "attention": (lambda: GaussianKernelAttention(8, 2), (2, 5, 8)),
+    "transformer": (
+        lambda: GMNMTransformerBlock(8, 2, attention="gaussian", n_components=6),
+        (2, 5, 8),
+    ),
+    "lstm_cell": (lambda: GMNMLSTMCell(3, 4, n_components=6), (2, 3)),
+    "lstm": (lambda: GMNMLSTM(3, 4, n_components=6, placement="gates"), (2, 5, 3)),
+}
+
+
+def first_output(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_block_init_is_deterministic_under_a_seed_and_round_trips(name):
+    factory, shape = BLOCKS[name]
+    torch.manual_seed(3)
+    a = factory().eval()
+    torch.manual_seed(3)
+    b = factory().eval()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    x = torch.randn(*shape)
+    torch.testing.assert_close(first_output(a(x)), first_output(b(x)))
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    torch.manual_seed(4)
+    c = factory().eval()
+    c.load_state_dict(torch.load(buffer))
+    torch.testing.assert_close(first_output(c(x)), first_output(a(x)))
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_block_moves_to_float64_and_back_propagates(name):
+    factory, shape = BLOCKS[name]
+    module = factory().double()
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    out = first_output(module(x))
+    assert out.dtype == torch.float64
+    out.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    for p in module.parameters():
+        assert p.grad is not None, "a parameter gets no gradient"
+
+
+def test_gaussian_kernel_attention_gradcheck():
+    torch.manual_seed(0)
+    q, k, v = (
+        torch.randn(1, 2, 4, 3, dtype=torch.float64, requires_grad=True)
+        for _ in range(3)
+    )
+    temperature = torch.tensor([0.7, 2.0], dtype=torch.float64).view(2, 1, 1)
+    temperature.requires_grad_(True)
+    assert torch.autograd.gradcheck(F.gaussian_kernel_attention, (q, k, v, temperature))
