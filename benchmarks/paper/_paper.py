@@ -4,6 +4,10 @@ Every benchmark compares a host architecture with and without GMNM under one pro
 the same optimiser (Adam), the same epochs and batches, the learning rate of each model
 chosen from the same small grid on a validation split of seed 0 (never on test data),
 then every seed trained on the full training split and scored on the test split.
+
+Every script takes ``--threads`` and ``--device`` (e.g. ``--device cuda --out
+digits_cnn_gpu`` on a GPU machine: the time per epoch then includes GPU synchronisation,
+and the results file names the GPU).
 """
 
 import copy
@@ -19,12 +23,17 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import RESULTS, command_line, count_parameters, machine
+import _common
+from _common import RESULTS, command_line, count_parameters
+
+# The device every benchmark runs on; set from --device by configure().
+DEVICE = torch.device("cpu")
 
 __all__ = [
     "RESULTS",
     "choose_learning_rate",
     "command_line",
+    "configure",
     "count_parameters",
     "largest_components",
     "machine",
@@ -33,6 +42,37 @@ __all__ = [
     "train_supervised",
     "write_json",
 ]
+
+
+def add_run_arguments(parser):
+    """--threads and --device, shared by every paper benchmark."""
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device to train on, e.g. 'cuda'"
+    )
+
+
+def configure(args):
+    """Apply --threads and --device (an error if the device is not available)."""
+    global DEVICE
+    torch.set_num_threads(args.threads)
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: no CUDA device is available here.")
+
+
+def machine():
+    """The machine line of a results file, with the GPU's name when one is used."""
+    line = _common.machine()
+    if DEVICE.type == "cuda":
+        line += f", device {torch.cuda.get_device_name(DEVICE)}"
+    return line
+
+
+def synchronize():
+    """Wait for queued GPU work, so that wall-clock timings are complete."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def spread(values):
@@ -88,7 +128,13 @@ def train_supervised(
     metrics every 10% of the epochs]}``. Raises FloatingPointError if the loss
     diverges.
     """
-    generator = torch.Generator().manual_seed(seed)
+    model.to(DEVICE)
+    X_train, y_train, X_eval, y_eval = (
+        t.to(DEVICE) for t in (X_train, y_train, X_eval, y_eval)
+    )
+    if valid is not None:
+        valid = tuple(t.to(DEVICE) for t in valid)
+    generator = torch.Generator().manual_seed(seed)  # CPU: the same order everywhere
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     n = len(X_train)
     seconds = 0.0
@@ -98,13 +144,15 @@ def train_supervised(
     for epoch in range(epochs):
         model.train()
         start = time.perf_counter()
-        order = torch.randperm(n, generator=generator)
+        synchronize()
+        order = torch.randperm(n, generator=generator).to(DEVICE)
         for begin in range(0, n, batch_size):
             rows = order[begin : begin + batch_size]
             optimizer.zero_grad()
             loss = loss_fn(model(X_train[rows]), y_train[rows])
             loss.backward()
             optimizer.step()
+        synchronize()
         seconds += time.perf_counter() - start
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss {loss.item()} at epoch {epoch}")

@@ -25,9 +25,11 @@ import functools
 import numpy as np
 import torch
 from _paper import (
+    add_run_arguments,
     choose_learning_rate,
     classification_metrics,
     command_line,
+    configure,
     count_parameters,
     fmt,
     largest_components,
@@ -140,7 +142,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-3, 3e-3])
-    parser.add_argument("--threads", type=int, default=2)
+    add_run_arguments(parser)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="attention")
     args = parser.parse_args()
@@ -148,7 +150,7 @@ def main():
         args.seeds, args.epochs, args.learning_rates = 1, 3, [3e-3]
         if args.out == "attention":  # keep the full results; an explicit --out wins
             args.out = "attention_quick"
-    torch.set_num_threads(args.threads)
+    configure(args)
 
     results = {}
     for name, factory in models().items():

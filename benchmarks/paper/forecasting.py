@@ -32,8 +32,10 @@ import functools
 import numpy as np
 import torch
 from _paper import (
+    add_run_arguments,
     choose_learning_rate,
     command_line,
+    configure,
     count_parameters,
     fmt,
     largest_components,
@@ -192,7 +194,7 @@ def main():
     parser.add_argument(
         "--learning-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2]
     )
-    parser.add_argument("--threads", type=int, default=2)
+    add_run_arguments(parser)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--series", choices=["sunspots", "co2"], default="sunspots")
     parser.add_argument("--out", default=None, help="default: forecasting[_co2]")
@@ -203,7 +205,7 @@ def main():
         args.seeds, args.epochs, args.learning_rates = 1, 3, [3e-3]
         if "/" not in args.out:  # keep the full results; an explicit path wins
             args.out += "_quick"
-    torch.set_num_threads(args.threads)
+    configure(args)
 
     results = {}
     keys = [

@@ -29,10 +29,13 @@ import json
 import math
 import time
 
+import _paper
 import numpy as np
 import torch
 from _paper import (
+    add_run_arguments,
     command_line,
+    configure,
     count_parameters,
     fmt,
     largest_components,
@@ -119,7 +122,10 @@ def run(name, problem, seed, learning_rate, steps, n_components):
     else:
         model = gmnm(n_components)
         model.init_from_data(interior, overlap=1.0, random_state=seed)
-    test = grid()
+    device = _paper.DEVICE  # set from --device by configure()
+    model.to(device)
+    interior, boundary = interior.to(device), boundary.to(device)
+    test = grid().to(device)
     truth = exact(test)
     errors = []
 
@@ -173,7 +179,7 @@ def main():
         help="Gaussians in the GMNM network (default 128: 897 parameters, 0.4x the "
         "MLP's; 0 = the largest within the MLP's parameters)",
     )
-    parser.add_argument("--threads", type=int, default=2)
+    add_run_arguments(parser)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="poisson")
     parser.add_argument(
@@ -193,7 +199,7 @@ def main():
         args.seeds, args.steps, args.learning_rates = 1, 20, [1e-2]
         if args.out == "poisson":  # keep the full results; an explicit --out wins
             args.out = "poisson_quick"
-    torch.set_num_threads(args.threads)
+    configure(args)
 
     budget = count_parameters(tanh_mlp())
     m = args.n_components or largest_components(lambda m: gmnm(m), budget)
