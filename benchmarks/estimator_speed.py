@@ -75,7 +75,16 @@ def bare_torch_fit(X, y, epochs, batch_size, lr, alpha, seed, dtype, device="cpu
     return module
 
 
-def timed(fn):
+# Seconds of idle before each timed fit or batch predict. After a call into OpenBLAS
+# (scikit-learn's MLP), OpenBLAS's worker threads keep spinning for a while; on 2 cores
+# they take a core from torch's threads, which made a GMNM batch predict timed right
+# after an MLP predict 2x slower (0.6x the MLP's rows/s back to back, 1.8x after 0.25 s
+# idle, measured side by side). Pausing times each library on an idle machine.
+PAUSE = 0.25
+
+
+def timed(fn, pause=PAUSE):
+    time.sleep(pause)
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
@@ -132,8 +141,9 @@ def main():
     single = {"gmnm": [], "mlp": []}
     for i in range(200 if not args.quick else 20):
         row = X[i : i + 1]
-        single["gmnm"].append(timed(lambda row=row: gmnm.predict(row))[0])
-        single["mlp"].append(timed(lambda row=row: mlp.predict(row))[0])
+        # one row: too little work to wake OpenBLAS's threads; no pause needed
+        single["gmnm"].append(timed(lambda row=row: gmnm.predict(row), pause=0)[0])
+        single["mlp"].append(timed(lambda row=row: mlp.predict(row), pause=0)[0])
     big = np.tile(X, (max(1, 100_000 // len(X)), 1))
     batch = {"gmnm": [], "mlp": []}
     for _ in range(3 * args.repeats):  # cheap, and noisy: more repeats
@@ -173,7 +183,9 @@ def write(r, out, repeats, n_big):
         f"Machine: {r['machine']}  ",
         f"Data: make_friedman1, {r['rows']} rows x {r['features']} features; "
         f"{r['epochs']} epochs, batch 200, stopping rules off; medians of {repeats} "
-        f"interleaved repeats ({3 * repeats} for batch predict).",
+        f"interleaved repeats ({3 * repeats} for batch predict), each fit and batch "
+        f"predict timed after {PAUSE} s idle (so that OpenBLAS's spinning threads from "
+        "the previous call do not compete; see PAUSE in the script).",
         "",
         "## Fit",
         "",

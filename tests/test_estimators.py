@@ -633,3 +633,18 @@ print("ok")
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("Estimator", [GMNMRegressor, GMNMClassifier])
+def test_predict_in_blocks_equals_predict_row_by_row(Estimator, monkeypatch):
+    """predict cuts large inputs into blocks: the blocks' seams change nothing."""
+    import sklearn_gmnm._estimators as estimators
+
+    X, y = make_regression(n_samples=60, n_features=4, random_state=0)
+    if Estimator is GMNMClassifier:
+        y = (y > 0).astype(int)
+    model = Estimator(max_iter=3, random_state=0).fit(X, y)
+    monkeypatch.setitem(estimators.PREDICT_BATCH_SIZE, "cpu", 7)  # 9 blocks, uneven
+    blocks = model._forward(X)
+    rows = np.vstack([model._forward(X[i : i + 1]) for i in range(len(X))])
+    np.testing.assert_allclose(blocks, rows, rtol=1e-7, atol=1e-12)
