@@ -158,6 +158,11 @@ class Convergence(Callback):
             net.module_.load_state_dict(self.best_state_)
 
 
+def _overrides(obj, base, name):
+    """Whether ``obj``'s class defines ``name`` differently from ``base``."""
+    return getattr(type(obj), name, None) is not getattr(base, name, None)
+
+
 class GMNMNet(NeuralNet):
     """skorch net with sample-weighted losses and scikit-learn MLP's L2 penalty.
 
@@ -200,9 +205,31 @@ class GMNMNet(NeuralNet):
             if isinstance(module, nn.Module) and module.training != training:
                 module.train(training)
 
+    def notify(self, method_name, **cb_kwargs):
+        # skorch calls every callback's on_batch_begin and on_batch_end at every batch;
+        # most are the base class's no-ops. Call the net's own hooks and only those
+        # callbacks that define them (the progress bar, a user's callback).
+        if method_name not in ("on_batch_begin", "on_batch_end"):
+            return super().notify(method_name, **cb_kwargs)
+        key = tuple(id(cb) for _, cb in self.callbacks_)
+        cache = self.__dict__.get("_batch_listeners")
+        if cache is None or cache[0] != key:
+            listeners = {}
+            for name in ("on_batch_begin", "on_batch_end"):
+                # the net's own hooks always run (on_batch_begin opens the batch's
+                # history entry)
+                listeners[name] = [self] + [
+                    cb for _, cb in self.callbacks_ if _overrides(cb, Callback, name)
+                ]
+            cache = (key, listeners)
+            self._batch_listeners = cache
+        for obj in cache[1][method_name]:
+            getattr(obj, method_name)(self, **cb_kwargs)
+
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_penalized_cache", None)  # parameters pickle with module_ only
+        state.pop("_batch_listeners", None)
         return state
 
     def get_loss(self, y_pred, y_true, X=None, training=False):

@@ -648,3 +648,21 @@ def test_predict_in_blocks_equals_predict_row_by_row(Estimator, monkeypatch):
     blocks = model._forward(X)
     rows = np.vstack([model._forward(X[i : i + 1]) for i in range(len(X))])
     np.testing.assert_allclose(blocks, rows, rtol=1e-7, atol=1e-12)
+
+
+def test_batch_callbacks_still_reach_callbacks_that_use_them():
+    """The net skips no-op batch hooks, but a callback that defines them is called."""
+    from skorch.callbacks import Callback
+
+    class CountBatches(Callback):
+        calls = 0
+
+        def on_batch_end(self, net, **kwargs):
+            CountBatches.calls += 1
+
+    X, y = make_regression(n_samples=50, n_features=3, random_state=0)
+    model = GMNMRegressor(max_iter=1, batch_size=10, random_state=0).fit(X, y)
+    model.net_.callbacks_.append(("count", CountBatches()))
+    model.partial_fit(X, y)
+    assert CountBatches.calls == 5  # one epoch of 50 rows in batches of 10
+    pickle.loads(pickle.dumps(model)).predict(X)
