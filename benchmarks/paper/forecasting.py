@@ -28,6 +28,7 @@ Usage::
 
 import argparse
 import functools
+import json
 
 import numpy as np
 import torch
@@ -198,9 +199,22 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--series", choices=["sunspots", "co2"], default="sunspots")
     parser.add_argument("--out", default=None, help="default: forecasting[_co2]")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the markdown table and plot from the JSON results of --out",
+    )
     args = parser.parse_args()
     if args.out is None:
         args.out = "forecasting" + ("" if args.series == "sunspots" else "_co2")
+    if args.report_only:
+        saved = json.loads(output(args.out, ".json").read_text())
+        args.seeds, args.epochs = saved["seeds"], saved["epochs"]
+        args.learning_rates = saved.get("learning_rates", args.learning_rates)
+        results, reference = saved["results"], saved["ridge"]
+        write_markdown(args, results, reference, command=saved["command"])
+        plot(args, results)
+        return
     if args.quick:
         args.seeds, args.epochs, args.learning_rates = 1, 3, [3e-3]
         if "/" not in args.out:  # keep the full results; an explicit path wins
@@ -239,6 +253,7 @@ def main():
         args.out,
         {
             "series": args.series,
+            "learning_rates": args.learning_rates,
             "epochs": args.epochs,
             "seeds": args.seeds,
             "results": results,
@@ -249,12 +264,12 @@ def main():
     plot(args, results)
 
 
-def write_markdown(args, results, reference):
+def write_markdown(args, results, reference, command=None):
     base = results["lstm"]["seconds_per_epoch"]["mean"]
     lines = [
         f"# Forecasting {TITLES[args.series]}: LSTM vs GMNM-LSTM",
         "",
-        f"Command: `{command_line()}`  ",
+        f"Command: `{command or command_line()}`  ",
         f"Machine: {machine()}  ",
         f"{args.seeds} seeds, up to {args.epochs} epochs of Adam, batch 32, the epoch "
         "with the lowest validation MSE kept (the last 20% of the training windows), "
@@ -274,7 +289,7 @@ def write_markdown(args, results, reference):
             f"| {name} | {r['n_components'] or '-'} | {r['params']} | "
             f"{r['learning_rate']:g} | {fmt(r['test_mse'], 3)} | "
             + " | ".join(
-                f"{r[f'test_mse_h{h}']['mean']:.3f} ± {r[f'test_mse_h{h}']['std']:.2f}"
+                f"{r[f'test_mse_h{h}']['mean']:.3g} ± {r[f'test_mse_h{h}']['std']:.2g}"
                 for h in HORIZONS
             )
             + f" | {r['train_mse']['mean']:.3f} | {r['best_epoch']['mean']:.0f} | "
