@@ -30,14 +30,23 @@ from _common import RESULTS, command_line, count_parameters
 DEVICE = torch.device("cpu")
 
 __all__ = [
+    "CLASSIFICATION_KEYS",
     "RESULTS",
+    "add_benchmark_arguments",
+    "add_run_arguments",
     "choose_learning_rate",
     "command_line",
+    "compare_models",
     "configure",
     "count_parameters",
+    "digits_split",
+    "finish_arguments",
+    "fmt",
     "largest_components",
     "machine",
     "output",
+    "plot_accuracy_curves",
+    "run_classifier",
     "spread",
     "train_supervised",
     "write_json",
@@ -50,6 +59,29 @@ def add_run_arguments(parser):
     parser.add_argument(
         "--device", default="cpu", help="torch device to train on, e.g. 'cuda'"
     )
+
+
+def add_benchmark_arguments(parser, *, seeds, epochs, learning_rates, out):
+    """The arguments of the epoch-based benchmarks (digits CNN, attention, forecasting):
+    --seeds, --epochs, --learning-rates, --threads, --device, --quick and --out."""
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument(
+        "--learning-rates", type=float, nargs="+", default=learning_rates
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=out)
+
+
+def finish_arguments(args):
+    """Apply --quick (1 seed, 3 epochs, one learning rate, results under a ``_quick``
+    name unless --out is a path), then --threads and --device."""
+    if args.quick:
+        args.seeds, args.epochs, args.learning_rates = 1, 3, [3e-3]
+        if "/" not in args.out:  # keep the full results; an explicit path wins
+            args.out += "_quick"
+    configure(args)
 
 
 def configure(args):
@@ -192,6 +224,114 @@ def choose_learning_rate(run, learning_rates, key, lower_is_better=True):
             scores[lr] = math.inf if lower_is_better else -math.inf
     pick = min if lower_is_better else max
     return pick(scores, key=scores.get), scores
+
+
+def compare_models(models, run, args, select_key, summary_keys):
+    """Every model under the same protocol; returns {name: summary}.
+
+    ``models`` maps names to factories (``functools.partial`` objects; a GMNM one
+    carries ``n_components`` as a keyword). ``run(factory, seed, learning_rate,
+    selecting)`` trains once and returns a dict of scores; ``selecting`` is True for the
+    seed-0 runs that choose the learning rate by ``select_key`` (lower is better).
+    """
+    results = {}
+    for name, factory in models.items():
+        lr, lr_scores = choose_learning_rate(
+            lambda lr, f=factory: run(f, 0, lr, True), args.learning_rates, select_key
+        )
+        runs = [run(factory, seed, lr, False) for seed in range(args.seeds)]
+        results[name] = {
+            "learning_rate": lr,
+            "learning_rate_scores": lr_scores,  # seed 0, validation {select_key}
+            "params": runs[0]["params"],
+            "n_components": factory.keywords.get("n_components"),
+            "runs": runs,
+            **{key: spread([r[key] for r in runs]) for key in summary_keys},
+            "seconds_per_epoch": spread([r["seconds_per_epoch"] for r in runs]),
+        }
+        print(name, {k: results[name][k]["mean"] for k in summary_keys[:1]}, flush=True)
+    return results
+
+
+def digits_split(seed, validation, shape):
+    """scikit-learn's 8x8 digits, standardised, as (X_train, y_train, X_eval, y_eval).
+
+    Each seed draws its own stratified 50/50 train/test split. With ``validation`` the
+    training half is split again 75/25 (for choosing the learning rate only). Pixels
+    are standardised with the training part's mean and std; ``shape`` is the shape of
+    one sample, e.g. (1, 8, 8) for images or (8, 8) for sequences of rows.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_eval, y_train, y_eval = train_test_split(
+        X, y, test_size=0.5, stratify=y, random_state=seed
+    )
+    if validation:
+        X_train, X_eval, y_train, y_eval = train_test_split(
+            X_train, y_train, test_size=0.25, stratify=y_train, random_state=seed
+        )
+    mean, std = X_train.mean(), X_train.std()
+
+    def samples(X):
+        return torch.tensor((X - mean) / std, dtype=torch.float32).view(-1, *shape)
+
+    return (
+        samples(X_train),
+        torch.tensor(y_train),
+        samples(X_eval),
+        torch.tensor(y_eval),
+    )
+
+
+def run_classifier(factory, data, seed, learning_rate, epochs):
+    """Train ``factory()`` on ``data`` (as digits_split returns) with cross-entropy,
+    batch 64; returns accuracy, log-loss, train-test gap, time and parameters."""
+    torch.manual_seed(seed)
+    model = factory()
+    result = train_supervised(
+        model,
+        *data,
+        loss_fn=nn.functional.cross_entropy,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=64,
+        seed=seed,
+        metrics=classification_metrics,
+    )
+    return {
+        "train_accuracy": result["train"]["accuracy"],
+        "test_accuracy": result["eval"]["accuracy"],
+        "test_log_loss": result["eval"]["log_loss"],
+        "gap": result["train"]["accuracy"] - result["eval"]["accuracy"],
+        "seconds_per_epoch": result["seconds_per_epoch"],
+        "curve": [c["accuracy"] for c in result["curve"]],
+        "params": count_parameters(model),
+    }
+
+
+CLASSIFICATION_KEYS = ("test_accuracy", "train_accuracy", "gap", "test_log_loss")
+
+
+def plot_accuracy_curves(args, results, title):
+    """Test accuracy against the epoch, mean over seeds, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in results.items():
+        curves = np.array([run["curve"] for run in r["runs"]])
+        x = np.linspace(args.epochs / curves.shape[1], args.epochs, curves.shape[1])
+        ax.plot(x, curves.mean(0), label=name, marker="o", ms=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (mean over seeds)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(output(args.out, ".png"), dpi=110)
 
 
 def classification_metrics(model, X, y):

@@ -22,25 +22,23 @@ Usage::
 import argparse
 import functools
 
-import numpy as np
 import torch
 from _paper import (
-    add_run_arguments,
-    choose_learning_rate,
-    classification_metrics,
+    CLASSIFICATION_KEYS,
+    add_benchmark_arguments,
     command_line,
-    configure,
+    compare_models,
     count_parameters,
+    digits_split,
+    finish_arguments,
     fmt,
     largest_components,
     machine,
     output,
-    spread,
-    train_supervised,
+    plot_accuracy_curves,
+    run_classifier,
     write_json,
 )
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from sklearn_gmnm.nn import GMNMTransformerBlock
@@ -90,95 +88,36 @@ def models():
         m = largest_components(
             lambda m, a=attention: RowTransformer("gmnm", a, m), budget
         )
-        out[name] = functools.partial(RowTransformer, "gmnm", attention, m)
+        out[name] = functools.partial(RowTransformer, "gmnm", attention, n_components=m)
     wide = count_parameters(out["transformer_wide"]())
     assert all(count_parameters(f()) <= wide for f in out.values()), "widen the wide"
     return out
 
 
-def data(seed, validation=False):
-    X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.5, stratify=y, random_state=seed
-    )
-    if validation:
-        X_train, X_test, y_train, y_test = train_test_split(
-            X_train, y_train, test_size=0.25, stratify=y_train, random_state=seed
-        )
-    mean, std = X_train.mean(), X_train.std()
-
-    def rows(X):
-        return torch.tensor((X - mean) / std, dtype=torch.float32).view(-1, 8, 8)
-
-    return rows(X_train), torch.tensor(y_train), rows(X_test), torch.tensor(y_test)
-
-
-def run(factory, seed, learning_rate, epochs, validation=False):
-    torch.manual_seed(seed)
-    model = factory()
-    result = train_supervised(
-        model,
-        *data(seed, validation),
-        loss_fn=nn.functional.cross_entropy,
-        epochs=epochs,
-        learning_rate=learning_rate,
-        batch_size=64,
-        seed=seed,
-        metrics=classification_metrics,
-    )
-    return {
-        "train_accuracy": result["train"]["accuracy"],
-        "test_accuracy": result["eval"]["accuracy"],
-        "test_log_loss": result["eval"]["log_loss"],
-        "gap": result["train"]["accuracy"] - result["eval"]["accuracy"],
-        "seconds_per_epoch": result["seconds_per_epoch"],
-        "curve": [c["accuracy"] for c in result["curve"]],
-        "params": count_parameters(model),
-    }
+def run(factory, seed, learning_rate, selecting, epochs):
+    data = digits_split(seed, validation=selecting, shape=(8, 8))
+    return run_classifier(factory, data, seed, learning_rate, epochs)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-3, 3e-3])
-    add_run_arguments(parser)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="attention")
+    add_benchmark_arguments(
+        parser, seeds=3, epochs=50, learning_rates=[1e-3, 3e-3], out="attention"
+    )
     args = parser.parse_args()
-    if args.quick:
-        args.seeds, args.epochs, args.learning_rates = 1, 3, [3e-3]
-        if args.out == "attention":  # keep the full results; an explicit --out wins
-            args.out = "attention_quick"
-    configure(args)
-
-    results = {}
-    for name, factory in models().items():
-        lr, lr_scores = choose_learning_rate(
-            lambda lr, f=factory: run(f, 0, lr, args.epochs, validation=True),
-            args.learning_rates,
-            key="test_log_loss",
-        )
-        runs = [run(factory, seed, lr, args.epochs) for seed in range(args.seeds)]
-        results[name] = {
-            "learning_rate": lr,
-            "validation_log_loss": lr_scores,
-            "params": runs[0]["params"],
-            "n_components": factory.keywords.get("n_components")
-            or ((*factory.args, None, None, None))[2],
-            "runs": runs,
-            **{
-                key: spread([r[key] for r in runs])
-                for key in ("test_accuracy", "train_accuracy", "gap", "test_log_loss")
-            },
-            "seconds_per_epoch": spread([r["seconds_per_epoch"] for r in runs]),
-        }
-        print(name, results[name]["test_accuracy"]["mean"], flush=True)
+    finish_arguments(args)
+    results = compare_models(
+        models(),
+        functools.partial(run, epochs=args.epochs),
+        args,
+        select_key="test_log_loss",
+        summary_keys=CLASSIFICATION_KEYS,
+    )
     write_json(
         args.out, {"epochs": args.epochs, "seeds": args.seeds, "results": results}
     )
     write_markdown(args, results)
-    plot(args, results)
+    plot_accuracy_curves(args, results, "Digits as row sequences: Transformer variants")
 
 
 def write_markdown(args, results):
@@ -213,25 +152,6 @@ def write_markdown(args, results):
         "use fused offsets (`explicit_centers=False`), k = 2.",
     ]
     output(args.out, ".md").write_text("\n".join(lines) + "\n")
-
-
-def plot(args, results):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, r in results.items():
-        curves = np.array([run["curve"] for run in r["runs"]])
-        x = np.linspace(args.epochs / curves.shape[1], args.epochs, curves.shape[1])
-        ax.plot(x, curves.mean(0), label=name, marker="o", ms=3)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (mean over seeds)")
-    ax.set_title("Digits as row sequences: Transformer variants")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(output(args.out, ".png"), dpi=110)
 
 
 if __name__ == "__main__":

@@ -33,16 +33,15 @@ import json
 import numpy as np
 import torch
 from _paper import (
-    add_run_arguments,
-    choose_learning_rate,
+    add_benchmark_arguments,
     command_line,
-    configure,
+    compare_models,
     count_parameters,
+    finish_arguments,
     fmt,
     largest_components,
     machine,
     output,
-    spread,
     train_supervised,
     write_json,
 )
@@ -100,7 +99,7 @@ def models():
         ("gmnm_gates", "gates", "mlp"),
     ):
         m = largest_components(lambda m, c=cell, r=readout: Forecaster(c, r, m), budget)
-        out[name] = functools.partial(Forecaster, cell, readout, m)
+        out[name] = functools.partial(Forecaster, cell, readout, n_components=m)
     wide = count_parameters(out["lstm_wide"]())
     assert all(count_parameters(f()) <= wide for f in out.values()), "widen lstm_wide"
     return out
@@ -160,7 +159,9 @@ def forecast_metrics(model, X, y):
     return out
 
 
-def run(factory, seed, learning_rate, epochs, series):
+def run(factory, seed, learning_rate, selecting, epochs, series):
+    # ``selecting`` needs nothing special: every run keeps its best validation epoch,
+    # and the learning rate is chosen by that validation MSE.
     torch.manual_seed(seed)
     model = factory()
     train, valid, test = data(series)
@@ -190,15 +191,14 @@ def run(factory, seed, learning_rate, epochs, series):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument(
-        "--learning-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2]
+    add_benchmark_arguments(
+        parser,
+        seeds=5,
+        epochs=150,
+        learning_rates=[1e-3, 3e-3, 1e-2],
+        out=None,  # forecasting, or forecasting_co2
     )
-    add_run_arguments(parser)
-    parser.add_argument("--quick", action="store_true")
     parser.add_argument("--series", choices=["sunspots", "co2"], default="sunspots")
-    parser.add_argument("--out", default=None, help="default: forecasting[_co2]")
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -215,39 +215,20 @@ def main():
         write_markdown(args, results, reference, command=saved["command"])
         plot(args, results)
         return
-    if args.quick:
-        args.seeds, args.epochs, args.learning_rates = 1, 3, [3e-3]
-        if "/" not in args.out:  # keep the full results; an explicit path wins
-            args.out += "_quick"
-    configure(args)
-
-    results = {}
+    finish_arguments(args)
     keys = [
         "test_mse",
         *(f"test_mse_h{h}" for h in HORIZONS),
         "train_mse",
         "best_epoch",
     ]
-    for name, factory in models().items():
-        lr, lr_scores = choose_learning_rate(
-            lambda lr, f=factory: run(f, 0, lr, args.epochs, args.series),
-            args.learning_rates,
-            key="valid_mse",
-        )
-        runs = [
-            run(factory, seed, lr, args.epochs, args.series)
-            for seed in range(args.seeds)
-        ]
-        results[name] = {
-            "learning_rate": lr,
-            "validation_mse": lr_scores,
-            "params": runs[0]["params"],
-            "n_components": ((*factory.args, None, None, None))[2],
-            "runs": runs,
-            **{key: spread([r[key] for r in runs]) for key in keys},
-            "seconds_per_epoch": spread([r["seconds_per_epoch"] for r in runs]),
-        }
-        print(name, results[name]["test_mse"]["mean"], flush=True)
+    results = compare_models(
+        models(),
+        functools.partial(run, epochs=args.epochs, series=args.series),
+        args,
+        select_key="valid_mse",
+        summary_keys=keys,
+    )
     reference = ridge_reference(args.series)
     write_json(
         args.out,

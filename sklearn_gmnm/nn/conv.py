@@ -119,32 +119,31 @@ class GMNMConv2d(GMNM):
                 f"in_channels={self.in_channels}, got shape {tuple(input.shape)}."
             )
 
+    def _projection_args(self) -> dict:
+        """The projection kernel, offsets and geometry, as the functional forms take
+        them."""
+        return {
+            "weight": self.weight.view(-1, self.in_channels, *self.kernel_size),
+            "offset": self.offsets(),
+            "n_projections": self.n_projections,
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+        }
+
     def forward(self, input: Tensor) -> Tensor:
         self._check_input(input)
         return F.gmnm_conv2d(
             input,
-            self.weight.view(-1, self.in_channels, *self.kernel_size),
-            self.offsets(),
-            self.mixture_weight,
-            self.bias,
-            n_projections=self.n_projections,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
+            mixture_weight=self.mixture_weight,
+            bias=self.bias,
+            **self._projection_args(),
         )
 
     def basis(self, input: Tensor) -> Tensor:
         """Gaussian responses of shape (N, n_components, H_out, W_out)."""
         self._check_input(input)
-        h = torch.nn.functional.conv2d(
-            input,
-            self.weight.view(-1, self.in_channels, *self.kernel_size),
-            self.offsets(),
-            self.stride,
-            self.padding,
-            self.dilation,
-        )  # (N, k*m, H', W')
-        return F._gaussian_responses_channels(h, self.n_projections)
+        return F.gmnm_conv2d_basis(input, **self._projection_args())
 
     def patches(self, input: Tensor) -> Tensor:
         """The patches the layer sees, as rows: shape (N * H_out * W_out, in_features)."""

@@ -29,6 +29,7 @@ __all__ = [
     "gmnm",
     "gmnm_basis",
     "gmnm_conv2d",
+    "gmnm_conv2d_basis",
     "gmnm_reference",
 ]
 
@@ -60,6 +61,15 @@ def gaussian_offsets(weight: Tensor, centers: Tensor, n_projections: int) -> Ten
     """
     projections = weight.view(n_projections, centers.shape[0], -1)  # (k, m, d)
     return -(projections * centers).sum(-1).reshape(-1)  # (k*m,)
+
+
+def _check_projections(weight: Tensor, n_projections: int) -> None:
+    """weight's first dimension holds k * m projections: a multiple of k."""
+    if weight.shape[0] % n_projections:
+        raise ValueError(
+            f"weight has {weight.shape[0]} projections (its first dimension), which is "
+            f"not a multiple of n_projections={n_projections}."
+        )
 
 
 def _exponent_floor(dtype: torch.dtype) -> float:
@@ -226,11 +236,7 @@ def gmnm(
     >>> gmnm(x, weight, offset, torch.randn(1, 4), n_projections=2).shape
     torch.Size([5, 1])
     """
-    if weight.shape[0] % n_projections:
-        raise ValueError(
-            f"weight has {weight.shape[0]} rows, which is not a multiple of "
-            f"n_projections={n_projections}."
-        )
+    _check_projections(weight, n_projections)
     leading = x.shape[:-1]
     x2d = x.reshape(-1, x.shape[-1])  # (N, d)
     args = (x2d, weight, offset, mixture_weight, bias, n_projections)
@@ -273,9 +279,32 @@ def gmnm_reference(
     return torch.nn.functional.linear(phi, mixture_weight, bias)
 
 
-def _gaussian_responses_channels(h: Tensor, n_projections: int) -> Tensor:
-    """``exp(-0.5 * sum_j h_j**2)`` over the k channel blocks of h (N, k*m, *)."""
-    y2 = h.unflatten(1, (n_projections, -1)).square().sum(1)  # (N, m, *)
+def gmnm_conv2d_basis(
+    x: Tensor,
+    weight: Tensor,
+    offset: Tensor,
+    n_projections: int = 1,
+    stride=1,
+    padding=0,
+    dilation=1,
+) -> Tensor:
+    """Gaussian responses of every patch, shape (N, m, H_out, W_out), each in (0, 1].
+
+    Parameters are those of :func:`gmnm_conv2d`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_gmnm.nn.functional import gmnm_conv2d_basis
+    >>> weight, offset = torch.randn(8, 3, 3, 3), torch.zeros(8)  # m=4, k=2
+    >>> gmnm_conv2d_basis(torch.randn(2, 3, 5, 5), weight, offset, 2).shape
+    torch.Size([2, 4, 3, 3])
+    """
+    _check_projections(weight, n_projections)
+    h = torch.nn.functional.conv2d(
+        x, weight, offset, stride, padding, dilation
+    )  # (N, k*m, H', W')
+    y2 = h.unflatten(1, (n_projections, -1)).square().sum(1)  # (N, m, H', W')
     return torch.exp((-0.5 * y2).clamp(min=_exponent_floor(h.dtype)))
 
 
@@ -322,15 +351,9 @@ def gmnm_conv2d(
     ...             n_projections=2, padding=1).shape
     torch.Size([2, 6, 5, 5])
     """
-    if weight.shape[0] % n_projections:
-        raise ValueError(
-            f"weight has {weight.shape[0]} output channels, which is not a multiple "
-            f"of n_projections={n_projections}."
-        )
-    h = torch.nn.functional.conv2d(
-        x, weight, offset, stride, padding, dilation
-    )  # (N, k*m, H', W')
-    phi = _gaussian_responses_channels(h, n_projections)  # (N, m, H', W')
+    phi = gmnm_conv2d_basis(
+        x, weight, offset, n_projections, stride, padding, dilation
+    )  # (N, m, H', W')
     # The mixture is a 1x1 convolution: Pi (C_out, m) at every position.
     return torch.nn.functional.conv2d(
         phi, mixture_weight[:, :, None, None], bias

@@ -61,6 +61,10 @@ def test_conv_is_the_gmnm_of_every_patch(kwargs):
     n, c_out, height, width = out.shape
     expected = per_patch.view(n, height, width, c_out).permute(0, 3, 1, 2)
     torch.testing.assert_close(out, expected)
+    responses = GMNM.basis(conv, conv.patches(x))  # (N * H' * W', m)
+    torch.testing.assert_close(
+        conv.basis(x), responses.view(n, height, width, -1).permute(0, 3, 1, 2)
+    )
 
 
 def test_conv_gradcheck():
