@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, count_parameters, machine, median
 
 from sklearn_gmnm import GMNMRegressor
+from sklearn_gmnm._estimators import _fused_adam
 from sklearn_gmnm._net import StandardizedGMNMNetwork
 
 
@@ -56,7 +57,9 @@ def bare_torch_fit(X, y, epochs, batch_size, lr, alpha, seed, dtype, device="cpu
         module.body.init_from_data(module.standardize(X_t), random_state=seed)
     module.to(device)
     X_t, y_t = X_t.to(device), y_t.to(device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    # the estimator's Adam: the fused kernel where this torch has one for the device
+    fused = _fused_adam(torch.device(device).type, dtype)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr, fused=fused)
     penalized = [p for name, p in module.named_parameters() if name.endswith("weight")]
     n = len(X_t)
     for _ in range(epochs):

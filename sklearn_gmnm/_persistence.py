@@ -118,6 +118,9 @@ def import_network(estimator, state):
     module_state = {key: torch.as_tensor(v) for key, v in state["module"].items()}
     net.module_.load_state_dict(module_state)
     optimizer = state["optimizer"]
+    # The Adam implementation (fused kernel or not) is this machine's choice, not the
+    # saving machine's: a model saved where fused Adam exists loads where it does not.
+    fused = [group.get("fused") for group in net.optimizer_.param_groups]
     net.optimizer_.load_state_dict(
         {
             "state": {
@@ -126,6 +129,8 @@ def import_network(estimator, state):
             "param_groups": _to_tensor(optimizer["param_groups"]),
         }
     )
+    for group, value in zip(net.optimizer_.param_groups, fused, strict=True):
+        group["fused"] = value
     net.history = History(state["history"])
     convergence = dict(net.callbacks_)["convergence"]
     convergence.best_ = state["convergence"]["best"]

@@ -108,3 +108,20 @@ def test_loading_does_not_move_the_global_random_state(fitted):
     torch.manual_seed(123)
     pickle.loads(data)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_the_loading_machine_chooses_the_adam_implementation(fitted):
+    """A model saved with the fused Adam kernel loads where the kernel is missing (and
+    the other way round): the saved choice of implementation is not restored."""
+    est, X, y = fitted["regressor"]
+    est.fit(X, y)
+    here = est.net_.optimizer_.param_groups[0]["fused"]
+    state = est.__getstate__()
+    network = state["_network_state"]
+    groups = [dict(g, fused=not here) for g in network["optimizer"]["param_groups"]]
+    network = dict(network, optimizer=dict(network["optimizer"], param_groups=groups))
+    loaded = type(est).__new__(type(est))
+    loaded.__setstate__(dict(state, _network_state=network))
+    assert loaded.net_.optimizer_.param_groups[0]["fused"] == here
+    loaded.partial_fit(X, y)
+    assert np.isfinite(loaded.predict(X)).all()
