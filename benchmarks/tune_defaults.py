@@ -288,7 +288,8 @@ def refine(data, datasets, args):
         "",
         f"Command: `{command_line()}`  ",
         f"Machine: {machine()}  ",
-        f"All rows, {folds} folds (the folds and seeds of `tabular.py`), "
+        f"Up to {rows:,} rows per dataset (all of them: none is larger), {folds} folds "
+        "(the folds and seeds of `tabular.py`), "
         f"{(time.perf_counter() - start) / 60:.0f} min. Setting 0 is the defaults at the "
         f"time of the run: `{base}`. Every other setting changes one knob. Ordered by "
         "the number of datasets where the setting beats scikit-learn's MLP (defaults, "

@@ -106,7 +106,7 @@ class BaseGMNM(BaseEstimator):
         *,
         n_components=128,
         n_projections=1,
-        embedding_dim=16,
+        embedding_dim=None,
         init="data",
         standardize=True,
         alpha=1e-3,
@@ -525,10 +525,11 @@ class GMNMRegressor(RegressorMixin, BaseGMNM):
     the estimator; training is Adam through skorch, with scikit-learn MLP's stopping
     rules. Parameter names follow :class:`~sklearn.neural_network.MLPRegressor`.
 
-    The defaults (128 rank-one Gaussians behind a 16-dimensional linear embedding, Adam
+    The defaults (one layer of 128 rank-one Gaussians on the standardised inputs, Adam
     at 3e-4, alpha=1e-3) were chosen on the whole table of development datasets by
-    ``benchmarks/tune_defaults.py``, never per dataset; see
-    ``benchmarks/results/tune_defaults.md``.
+    ``benchmarks/tune_defaults.py``, never per dataset: a successive-halving search,
+    then one knob at a time around its choice; see
+    ``benchmarks/results/tune_defaults.md`` and ``tune_defaults_refine.md``.
 
     Parameters
     ----------
@@ -538,9 +539,11 @@ class GMNMRegressor(RegressorMixin, BaseGMNM):
         Gaussians per GMNM layer.
     n_projections : int, default=1
         Projections per Gaussian (rank of its precision matrix).
-    embedding_dim : int or None, default=16
+    embedding_dim : int or None, default=None
         If set, a learnt linear map to this many dimensions (orthogonal at the start)
-        comes before the Gaussians; None feeds the inputs to them directly.
+        comes before the Gaussians; None feeds the inputs to them directly. Each
+        Gaussian then costs ``2 * n_features`` parameters: on tables with hundreds of
+        features, an embedding (16 or 32) makes fitting faster.
     init : {'data', 'random'}, default='data'
         ``'data'`` places the first layer's Gaussians on the (standardised) training
         data by weighted k-means; ``'random'`` draws them as for standard normal data.
@@ -727,9 +730,11 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
         Gaussians per GMNM layer.
     n_projections : int, default=1
         Projections per Gaussian (rank of its precision matrix).
-    embedding_dim : int or None, default=16
+    embedding_dim : int or None, default=None
         If set, a learnt linear map to this many dimensions (orthogonal at the start)
-        comes before the Gaussians; None feeds the inputs to them directly.
+        comes before the Gaussians; None feeds the inputs to them directly. Each
+        Gaussian then costs ``2 * n_features`` parameters: on tables with hundreds of
+        features, an embedding (16 or 32) makes fitting faster.
     init : {'data', 'random'}, default='data'
         ``'data'`` places the first layer's Gaussians on the (standardised) training
         data by weighted k-means; ``'random'`` draws them as for standard normal data.
@@ -827,7 +832,7 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
         *,
         n_components=128,
         n_projections=1,
-        embedding_dim=16,
+        embedding_dim=None,
         init="data",
         standardize=True,
         alpha=1e-3,

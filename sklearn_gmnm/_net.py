@@ -205,26 +205,45 @@ class GMNMNet(NeuralNet):
             if isinstance(module, nn.Module) and module.training != training:
                 module.train(training)
 
-    def notify(self, method_name, **cb_kwargs):
-        # skorch calls every callback's on_batch_begin and on_batch_end at every batch;
-        # most are the base class's no-ops. Call the net's own hooks and only those
-        # callbacks that define them (the progress bar, a user's callback).
-        if method_name not in ("on_batch_begin", "on_batch_end"):
-            return super().notify(method_name, **cb_kwargs)
+    # Hooks that skorch calls at every batch; most callbacks inherit them as no-ops.
+    _BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+
+    def _listeners(self, method_name):
+        """The net itself and the callbacks that define ``method_name``, cached."""
         key = tuple(id(cb) for _, cb in self.callbacks_)
         cache = self.__dict__.get("_batch_listeners")
         if cache is None or cache[0] != key:
-            listeners = {}
-            for name in ("on_batch_begin", "on_batch_end"):
+            listeners = {
                 # the net's own hooks always run (on_batch_begin opens the batch's
                 # history entry)
-                listeners[name] = [self] + [
-                    cb for _, cb in self.callbacks_ if _overrides(cb, Callback, name)
-                ]
+                name: [self]
+                + [cb for _, cb in self.callbacks_ if _overrides(cb, Callback, name)]
+                for name in self._BATCH_HOOKS
+            }
             cache = (key, listeners)
             self._batch_listeners = cache
-        for obj in cache[1][method_name]:
+        return cache[1][method_name]
+
+    def notify(self, method_name, **cb_kwargs):
+        # skorch calls every callback's batch hooks at every batch; most are the base
+        # class's no-ops. Call the net's own hooks and only those callbacks that define
+        # them (the progress bar, a user's callback).
+        if method_name not in self._BATCH_HOOKS:
+            return super().notify(method_name, **cb_kwargs)
+        for obj in self._listeners(method_name):
             getattr(obj, method_name)(self, **cb_kwargs)
+
+    def train_step(self, batch, **fit_params):
+        # skorch passes a closure to ``optimizer.step`` (for LBFGS-like optimizers) and
+        # announces the gradients to every callback. Adam needs no closure: when no
+        # callback looks at the gradients, take the step directly, with the same maths
+        # and fewer Python calls per batch.
+        if len(self._listeners("on_grad_computed")) > 1:
+            return super().train_step(batch, **fit_params)
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        self._step_optimizer(None)
+        return step
 
     def __getstate__(self):
         state = super().__getstate__()

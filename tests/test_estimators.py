@@ -666,3 +666,29 @@ def test_batch_callbacks_still_reach_callbacks_that_use_them():
     model.partial_fit(X, y)
     assert CountBatches.calls == 5  # one epoch of 50 rows in batches of 10
     pickle.loads(pickle.dumps(model)).predict(X)
+
+
+def test_a_gradient_callback_sees_every_step_and_the_same_fit():
+    """Without a callback on the gradients the net steps Adam directly; with one it
+    takes skorch's own path (a closure and the on_grad_computed hook). Both are the
+    same optimisation: the fitted predictions agree."""
+    from skorch.callbacks import Callback
+
+    class GradientNorms(Callback):
+        def initialize(self):
+            self.norms = []
+            return self
+
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            squares = sum(p.grad.square().sum() for _, p in named_parameters)
+            self.norms.append(float(squares) ** 0.5)
+
+    X, y = make_regression(n_samples=50, n_features=3, random_state=0)
+    plain = GMNMRegressor(max_iter=1, batch_size=10, random_state=0).fit(X, y)
+    watched = GMNMRegressor(max_iter=1, batch_size=10, random_state=0).fit(X, y)
+    norms = GradientNorms().initialize()
+    watched.net_.callbacks_.append(("norms", norms))
+    plain.partial_fit(X, y)
+    watched.partial_fit(X, y)
+    assert len(norms.norms) == 5 and all(n > 0 for n in norms.norms)
+    np.testing.assert_array_equal(watched.predict(X), plain.predict(X))
