@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, machine, median, run_json
 
 from sklearn_gmnm import GMNMRegressor
+from sklearn_gmnm._estimators import PREDICT_BATCH_SIZE
 
 GRID = {"n_components": [32, 128], "alpha": [1e-4, 1e-3]}
 
@@ -141,8 +142,9 @@ def main():
             for m in (small, memory)
         ),
         "",
-        "predict runs in blocks of 8,192 rows, so what it adds beyond the output (a few "
-        "copies of the N predictions) stays bounded however many rows it is given.",
+        f"predict runs in blocks of {PREDICT_BATCH_SIZE['cpu']:,} rows on the CPU, so what "
+        "it adds beyond the output (a few copies of the N predictions) stays bounded "
+        "however many rows it is given.",
     ]
     Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
     Path(f"{args.out}.json").write_text(json.dumps(result, indent=1))
