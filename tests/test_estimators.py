@@ -692,3 +692,27 @@ def test_a_gradient_callback_sees_every_step_and_the_same_fit():
     watched.partial_fit(X, y)
     assert len(norms.norms) == 5 and all(n > 0 for n in norms.norms)
     np.testing.assert_array_equal(watched.predict(X), plain.predict(X))
+
+
+def test_without_a_fused_adam_kernel_the_estimator_uses_plain_adam(monkeypatch):
+    """Torch before 2.4 has no fused Adam on the CPU: the estimator falls back to the
+    foreach implementation instead of failing."""
+    import torch
+
+    from sklearn_gmnm import _estimators as estimators
+
+    class OldAdam(torch.optim.Adam):
+        def __init__(self, params, fused=None, **kwargs):
+            if fused:
+                raise RuntimeError("`fused=True` requires all the params to be CUDA")
+            super().__init__(params, fused=fused, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", OldAdam)
+    estimators._fused_adam.cache_clear()
+    try:
+        X, y = make_regression(n_samples=60, n_features=3, random_state=0)
+        model = GMNMRegressor(max_iter=2, random_state=0).fit(X, y)
+        assert not model.net_.optimizer_.param_groups[0]["fused"]
+        assert np.isfinite(model.predict(X)).all()
+    finally:
+        estimators._fused_adam.cache_clear()
