@@ -57,9 +57,9 @@ def _fused_adam(device_type, dtype):
     """Whether this torch has a fused Adam kernel for parameters on ``device_type``.
 
     The fused kernel updates every parameter in one call instead of a chain of
-    ``_foreach`` ops: a fit of the default network on the CPU runs 17% (float32) to 27%
-    (float64) faster. Torch before 2.4 has it on CUDA only; elsewhere the estimators use
-    the ``foreach`` implementation.
+    ``_foreach`` ops: in an A/B test on the CPU (20,000 rows, 5 epochs, 2 cores) a fit
+    took 17% (float32) to 27% (float64) less time. Torch before 2.4 has it on CUDA only;
+    elsewhere the estimators use the ``foreach`` implementation.
     """
     param = torch.zeros(1, device=device_type, dtype=dtype, requires_grad=True)
     try:
