@@ -361,6 +361,38 @@ def evaluate(model, task, X_train, y_train, X_test, y_test):
     return {**scores, "fit_s": fit_s, "predict_s": predict_s}
 
 
+def make_splits(task, X, y, folds, repeats):
+    """Repeated K-fold (stratified for classification) train/test indices, seed 0."""
+    splitter = (
+        RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=0)
+        if task == "regression"
+        else RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=0)
+    )
+    return list(splitter.split(X, y))
+
+
+def cross_validate(name, task, X, y, splits, quick):
+    """Model ``name`` fitted and scored on every split (seed = split number): the
+    per-fold metrics, and the parameter count of the last fitted model."""
+    folds_out, params = [], None
+    for i, (train, test) in enumerate(splits):
+        model = make_model(name, task, seed=i, quick=quick)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            folds_out.append(
+                evaluate(
+                    model,
+                    task,
+                    X.iloc[train],
+                    y.iloc[train],
+                    X.iloc[test],
+                    y.iloc[test],
+                )
+            )
+        params = count_parameters(model)
+    return folds_out, params
+
+
 def run(datasets, models, folds, repeats, max_rows, quick, log=print):
     results = {}
     for dataset in datasets:
@@ -370,14 +402,7 @@ def run(datasets, models, folds, repeats, max_rows, quick, log=print):
         except ImportError as error:
             log(f"{dataset}: skipped, its package is missing ({error})")
             continue
-        splitter = (
-            RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=0)
-            if task == "regression"
-            else RepeatedStratifiedKFold(
-                n_splits=folds, n_repeats=repeats, random_state=0
-            )
-        )
-        splits = list(splitter.split(X, y))  # the same folds for every model
+        splits = make_splits(task, X, y, folds, repeats)  # the same for every model
         entry = {
             "task": task,
             "rows": len(X),
@@ -389,22 +414,7 @@ def run(datasets, models, folds, repeats, max_rows, quick, log=print):
             sum(isinstance(X[c].dtype, pd.CategoricalDtype) for c in X.columns)
         )
         for name in models:
-            folds_out, params = [], None
-            for i, (train, test) in enumerate(splits):
-                model = make_model(name, task, seed=i, quick=quick)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    folds_out.append(
-                        evaluate(
-                            model,
-                            task,
-                            X.iloc[train],
-                            y.iloc[train],
-                            X.iloc[test],
-                            y.iloc[test],
-                        )
-                    )
-                params = count_parameters(model)
+            folds_out, params = cross_validate(name, task, X, y, splits, quick)
             summary = {
                 key: {
                     "mean": float(np.mean([f[key] for f in folds_out])),

@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
 from sklearn.pipeline import make_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -123,25 +122,9 @@ def mlp_scores(data, folds):
     scores = {}
     for dataset, (X, y) in data.items():
         task = tabular.DATASETS[dataset][0]
-        splitter = (RepeatedKFold if task == "regression" else RepeatedStratifiedKFold)(
-            n_splits=folds, n_repeats=1, random_state=0
-        )
+        splits = tabular.make_splits(task, X, y, folds, repeats=1)
+        outs, _ = tabular.cross_validate("mlp", task, X, y, splits, quick=False)
         first, _ = tabular.PRIMARY[task]
-        outs = []
-        for f, (train, test) in enumerate(splitter.split(X, y)):
-            model = tabular.make_model("mlp", task, seed=f, quick=False)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                outs.append(
-                    tabular.evaluate(
-                        model,
-                        task,
-                        X.iloc[train],
-                        y.iloc[train],
-                        X.iloc[test],
-                        y.iloc[test],
-                    )
-                )
         scores[dataset] = float(np.mean([o[first] for o in outs]))
     return scores
 
@@ -157,10 +140,8 @@ def score_round(settings, data, rows, folds, jobs):
                 X.iloc[keep].reset_index(drop=True),
                 y.iloc[keep].reset_index(drop=True),
             )
-        splitter = (RepeatedKFold if task == "regression" else RepeatedStratifiedKFold)(
-            n_splits=folds, n_repeats=1, random_state=0
-        )
-        for f, (train, test) in enumerate(splitter.split(X, y)):
+        splits = tabular.make_splits(task, X, y, folds, repeats=1)
+        for f, (train, test) in enumerate(splits):
             for i, s in enumerate(settings):
                 jobs_list.append((i, dataset, X, y, train, test, f, s))
     outputs = Parallel(n_jobs=jobs)(
