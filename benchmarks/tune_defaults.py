@@ -308,21 +308,29 @@ def refine(data, datasets, args):
         ),
         "",
     ]
-    Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
-    Path(f"{args.out}.json").write_text(
-        json.dumps(
-            {
-                "command": command_line(),
-                "machine": machine(),
-                "settings": settings,
-                "mlp": mlp,
-                "scores": {
-                    f"{i}/{d}": scores[(i, d)]
-                    for i in range(len(settings))
-                    for d in datasets
-                },
-                "mean_rank": [float(r) for r in mean_rank],
+    write_report(
+        args.out,
+        lines,
+        {
+            "settings": settings,
+            "mlp": mlp,
+            "scores": {
+                f"{i}/{d}": scores[(i, d)]
+                for i in range(len(settings))
+                for d in datasets
             },
+            "mean_rank": [float(r) for r in mean_rank],
+        },
+    )
+
+
+def write_report(out, lines, payload):
+    """``out``.md from the report's lines; ``out``.json with the command, the machine
+    and ``payload``."""
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    Path(f"{out}.json").write_text(
+        json.dumps(
+            {"command": command_line(), "machine": machine(), **payload},
             indent=1,
             default=str,
         )
@@ -359,20 +367,7 @@ def write(settings, history, datasets, args):
                 f"| {s['id']} | {s['mean_rank']:.2f} | {cells} | `{settings[s['id']]}` |"
             )
         lines.append("")
-    Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
-    Path(f"{args.out}.json").write_text(
-        json.dumps(
-            {
-                "command": command_line(),
-                "machine": machine(),
-                "settings": settings,
-                "history": history,
-            },
-            indent=1,
-            default=str,
-        )
-    )
-    print("\n".join(lines))
+    write_report(args.out, lines, {"settings": settings, "history": history})
 
 
 if __name__ == "__main__":

@@ -253,6 +253,34 @@ def compare_models(models, run, args, select_key, summary_keys):
     return results
 
 
+def classification_main(
+    description, models, run, write_markdown, plot_title, **defaults
+):
+    """The whole ``main()`` of a digits classification benchmark (CNN, attention):
+    arguments (``defaults``: seeds, epochs, learning_rates, out), the comparison chosen
+    by test log-loss, then the JSON, the markdown (``write_markdown(args, results)``) and
+    the accuracy plot. ``models()`` is called after --threads and --device apply."""
+    import argparse
+    import functools
+
+    parser = argparse.ArgumentParser(description=description)
+    add_benchmark_arguments(parser, **defaults)
+    args = parser.parse_args()
+    finish_arguments(args)
+    results = compare_models(
+        models(),
+        functools.partial(run, epochs=args.epochs),
+        args,
+        select_key="test_log_loss",
+        summary_keys=CLASSIFICATION_KEYS,
+    )
+    write_json(
+        args.out, {"epochs": args.epochs, "seeds": args.seeds, "results": results}
+    )
+    write_markdown(args, results)
+    plot_accuracy_curves(args, results, plot_title)
+
+
 def digits_split(seed, validation, shape):
     """scikit-learn's 8x8 digits, standardised, as (X_train, y_train, X_eval, y_eval).
 

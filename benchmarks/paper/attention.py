@@ -19,25 +19,19 @@ Usage::
     python benchmarks/paper/attention.py --quick    # smoke test
 """
 
-import argparse
 import functools
 
 import torch
 from _paper import (
-    CLASSIFICATION_KEYS,
-    add_benchmark_arguments,
+    classification_main,
     command_line,
-    compare_models,
     count_parameters,
     digits_split,
-    finish_arguments,
     fmt,
     largest_components,
     machine,
     output,
-    plot_accuracy_curves,
     run_classifier,
-    write_json,
 )
 from torch import nn
 
@@ -100,24 +94,17 @@ def run(factory, seed, learning_rate, selecting, epochs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_benchmark_arguments(
-        parser, seeds=3, epochs=50, learning_rates=[1e-3, 3e-3], out="attention"
+    classification_main(
+        __doc__.split("\n")[0],
+        models,
+        run,
+        write_markdown,
+        "Digits as row sequences: Transformer variants",
+        seeds=3,
+        epochs=50,
+        learning_rates=[1e-3, 3e-3],
+        out="attention",
     )
-    args = parser.parse_args()
-    finish_arguments(args)
-    results = compare_models(
-        models(),
-        functools.partial(run, epochs=args.epochs),
-        args,
-        select_key="test_log_loss",
-        summary_keys=CLASSIFICATION_KEYS,
-    )
-    write_json(
-        args.out, {"epochs": args.epochs, "seeds": args.seeds, "results": results}
-    )
-    write_markdown(args, results)
-    plot_accuracy_curves(args, results, "Digits as row sequences: Transformer variants")
 
 
 def write_markdown(args, results):

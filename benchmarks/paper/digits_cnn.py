@@ -17,24 +17,18 @@ Usage::
     python benchmarks/paper/digits_cnn.py --quick    # 1 seed, few epochs (smoke test)
 """
 
-import argparse
 import functools
 
 from _paper import (
-    CLASSIFICATION_KEYS,
-    add_benchmark_arguments,
+    classification_main,
     command_line,
-    compare_models,
     count_parameters,
     digits_split,
-    finish_arguments,
     fmt,
     largest_components,
     machine,
     output,
-    plot_accuracy_curves,
     run_classifier,
-    write_json,
 )
 
 from sklearn_gmnm.nn import GMNMConvNet
@@ -76,24 +70,17 @@ def run(factory, seed, learning_rate, selecting, epochs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_benchmark_arguments(
-        parser, seeds=5, epochs=60, learning_rates=[1e-3, 3e-3, 1e-2], out="digits_cnn"
+    classification_main(
+        __doc__.split("\n")[0],
+        models,
+        run,
+        write_markdown,
+        "Digits 8x8: CNN vs GMNM-CNN",
+        seeds=5,
+        epochs=60,
+        learning_rates=[1e-3, 3e-3, 1e-2],
+        out="digits_cnn",
     )
-    args = parser.parse_args()
-    finish_arguments(args)
-    results = compare_models(
-        models(),
-        functools.partial(run, epochs=args.epochs),
-        args,
-        select_key="test_log_loss",
-        summary_keys=CLASSIFICATION_KEYS,
-    )
-    write_json(
-        args.out, {"epochs": args.epochs, "seeds": args.seeds, "results": results}
-    )
-    write_markdown(args, results)
-    plot_accuracy_curves(args, results, "Digits 8x8: CNN vs GMNM-CNN")
 
 
 def write_markdown(args, results):
