@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The checks that need a GPU, in one run, most important first: the CUDA tests, the GPU
-# estimator-speed table, the million-row scale run on the GPU and the GPU layer-speed
-# table. At most about 9 minutes. Run from the repository root on a machine with CUDA:
+# The checks that need a GPU, in one run, most important first: the CUDA and Triton
+# tests, the GPU layer-speed table, the Triton tile sizes, the GPU estimator-speed table
+# and the million-row scale run on the GPU. At most about 9 minutes. Run from the
+# repository root on a machine with CUDA:
 #
 #     bash benchmarks/gpu_checks.sh [COPY_RESULTS_TO]
 #
-# Results go to benchmarks/results/ (estimator_speed_gpu.*, scale_gpu.*, layer_speed_gpu.*) and, if
-# a folder is given, are copied there with the log. Each step has its own time limit so
-# that one slow step cannot take the others' time.
+# Results go to benchmarks/results/ (*_gpu.*) and, if a folder is given, are packed
+# there (gpu_results.tgz) with the log. Each step has its own time limit so that one
+# slow step cannot take the others' time. If the Triton kernels fail on this machine,
+# the later steps run with SKLEARN_GMNM_TRITON=0 (the torch path) and the log says so.
 set -u
 dest=${1:-}
 log=benchmarks/results/gpu_checks.log
@@ -16,25 +18,42 @@ mkdir -p benchmarks/results
 {
     date -u
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-    python3 -c "import torch, sklearn, skorch; print('torch', torch.__version__, '| scikit-learn', sklearn.__version__, '| skorch', skorch.__version__)"
+    python3 -c "import torch, sklearn, skorch, triton; print('torch', torch.__version__, '| scikit-learn', sklearn.__version__, '| skorch', skorch.__version__, '| triton', triton.__version__)"
 
-    echo "== CUDA tests"
+    echo "== CUDA and Triton tests"
     workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8" || echo "")
-    timeout 180 python3 -m pytest tests -q -p no:cacheprovider -k cuda $workers -rs
+    timeout 150 python3 -m pytest tests -q -p no:cacheprovider -k "cuda or triton" $workers -rs
     echo "pytest exit status: $?"
-
-    echo "== estimator speed"
-    timeout 100 python3 benchmarks/estimator_speed.py --device cuda --threads 16 --repeats 3
-    echo "estimator_speed exit status: $?"
-
-    echo "== scale (a million rows; the MLP stays on the CPU)"
-    timeout 120 python3 benchmarks/scale.py --device cuda --threads 16 --gmnm-batches 2000
-    echo "scale exit status: $?"
+    if ! python3 - <<'PY'
+import torch
+from sklearn_gmnm.nn import GMNM, _triton
+layer = GMNM(4, 2).cuda()
+x = torch.randn(300, 4, device="cuda")
+assert _triton.supports(x, layer.weight, layer.offsets(), layer.mixture_weight, layer.bias, 2)
+layer(x).sum().backward()
+print("Triton kernels: ok")
+PY
+    then
+        echo "Triton kernels FAILED here: the later steps use the torch path"
+        export SKLEARN_GMNM_TRITON=0
+    fi
 
     echo "== layer speed"
     timeout 150 python3 benchmarks/layer_speed.py --device cuda --threads 16 --repeats 3
     echo "layer_speed exit status: $?"
+
+    echo "== Triton tile sizes"
+    timeout 70 python3 benchmarks/triton_tiles.py --repeats 3
+    echo "triton_tiles exit status: $?"
+
+    echo "== estimator speed"
+    timeout 90 python3 benchmarks/estimator_speed.py --device cuda --threads 16 --repeats 3
+    echo "estimator_speed exit status: $?"
+
+    echo "== scale (a million rows; the MLP stays on the CPU)"
+    timeout 110 python3 benchmarks/scale.py --device cuda --threads 16 --gmnm-batches 2000
+    echo "scale exit status: $?"
 } 2>&1 | tee "$log"
 if [ -n "$dest" ]; then
-    cp benchmarks/results/*_gpu.* "$log" "$dest"/ 2>/dev/null
+    tar czf "$dest/gpu_results.tgz" benchmarks/results/*_gpu.* "$log"
 fi

@@ -12,6 +12,10 @@ with h chosen so both have the same number of trainable parameters. Variants of 
 - ``unfused``: the explicit formula that builds the (N, m, d) tensor ``x - mu``,
 - ``compiled``: the ``fused`` layer wrapped in the library's ``CompiledOrEager``
   (``torch.compile``, eager where compile is unavailable),
+- on a GPU, ``fused`` and ``centres`` are the library's default path, which runs
+  float32 inputs through the Triton kernels of ``sklearn_gmnm.nn._triton`` where they
+  apply (in_features <= 128; the table says where they ran), while ``custom`` and
+  ``autograd`` stay the torch forms,
 - GPU only: ``compiled_autograd`` (``torch.compile`` of the plain-autograd form, which
   leaves fusion and recomputation to Inductor) and ``relu_compiled`` (the ReLU block
   compiled too, for a like-for-like ratio).
@@ -46,7 +50,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, count_parameters, machine, median
 
-from sklearn_gmnm.nn import GMNM, CompiledOrEager
+from sklearn_gmnm.nn import GMNM, CompiledOrEager, _triton
 from sklearn_gmnm.nn import functional as F
 
 
@@ -226,6 +230,9 @@ def main_cuda(args):
                     times[name].append(timed(model, x, inner))
             t = {name: median(v) for name, v in times.items()}
             peak = {name: cuda_step_memory(model, x) for name, model in models.items()}
+            g = models["fused"]
+            layer_args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias)
+            best_relu = min(t["relu"], t["relu_compiled"])
             row = {
                 "d": d,
                 "N": n,
@@ -233,6 +240,8 @@ def main_cuda(args):
                 "params_gmnm": count_parameters(models["fused"]),
                 "params_relu": count_parameters(models["relu"]),
                 "relu_samples_per_s": n / t["relu"],
+                "triton_in_use": F.USE_TRITON and _triton.supports(*layer_args, k),
+                "speed_fused_vs_best_relu": best_relu / t["fused"],
                 "compiled_in_use": {
                     name: models[name].compiled
                     for name in names
@@ -267,19 +276,23 @@ def write_results_cuda(rows, names, args, m, k):
         "parameters as the `fused` layer. Speed: samples/s of a forward+backward step "
         "(float32, TF32 off), as a multiple of the eager ReLU block's (median of "
         f"{args.repeats} interleaved repeats; > 1 means GMNM is faster); the last two "
-        "speed columns compare compiled with compiled. Memory: peak GPU memory a "
-        "training step allocates, as a multiple of the eager ReLU block's.",
+        "speed columns compare compiled with compiled, and `fused / best ReLU` compares "
+        "the library's default path with the faster of the eager and compiled ReLU "
+        "block. `Triton`: whether `fused` and `centres` ran through the library's Triton "
+        "kernels (`custom` and `autograd` are the torch forms). Memory: peak GPU memory "
+        "a training step allocates, as a multiple of the eager ReLU block's.",
         "",
-        "| d | N | ReLU samples/s | "
+        "| d | N | Triton | fused / best ReLU | ReLU samples/s | "
         + " | ".join(f"speed {v}" for v in variants)
         + " | compiled / ReLU compiled | compiled_autograd / ReLU compiled | "
         + " | ".join(f"memory {v}" for v in variants)
         + " | ReLU MiB |",
-        "|" + "---|" * (3 + 2 * len(variants) + 3),
+        "|" + "---|" * (5 + 2 * len(variants) + 3),
     ]
     for r in rows:
         lines.append(
-            f"| {r['d']} | {r['N']} | {r['relu_samples_per_s']:,.0f} | "
+            f"| {r['d']} | {r['N']} | {'yes' if r['triton_in_use'] else 'no'} | "
+            f"{r['speed_fused_vs_best_relu']:.2f}x | {r['relu_samples_per_s']:,.0f} | "
             + " | ".join(f"{r[f'speed_{v}']:.2f}x" for v in variants)
             + f" | {r['speed_compiled_vs_relu_compiled']:.2f}x"
             f" | {r['speed_compiled_autograd_vs_relu_compiled']:.2f}x | "

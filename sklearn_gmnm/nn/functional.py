@@ -19,9 +19,12 @@ faster than reducing over a trailing dimension of size k.
 """
 
 import math
+import os
 
 import torch
 from torch import Tensor
+
+from . import _triton
 
 __all__ = [
     "gaussian_kernel_attention",
@@ -102,6 +105,12 @@ def _gaussian_responses(h: Tensor, n_projections: int) -> Tensor:
 # saves 30% memory). Measured in benchmarks/layer_speed.py (columns autograd, custom).
 FUSED_MIN_ELEMENTS = 2**17
 
+#: Whether :func:`gmnm` runs float32 CUDA inputs through the Triton kernels of
+#: ``sklearn_gmnm.nn._triton`` (where Triton is installed and the shapes are supported).
+#: Set ``SKLEARN_GMNM_TRITON=0`` in the environment, or this attribute to False, to use
+#: the torch operations instead.
+USE_TRITON = os.environ.get("SKLEARN_GMNM_TRITON", "1") != "0"
+
 
 def _gmnm_autograd(x, weight, offset, mixture_weight, bias, n_projections):
     """The same maths as the custom node, left to autograd op by op (small inputs)."""
@@ -138,40 +147,54 @@ class _FusedGMNM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, weight, offset, mixture_weight, h = ctx.saved_tensors
-        k = ctx.n_projections
-        n = x.shape[0]
-        if torch.is_grad_enabled():  # double backward: rebuild h and phi in the graph
-            h = torch.addmm(offset, x, weight.t())  # (N, k*m)
-            phi = _gaussian_responses(h, k)  # (N, m)
-        else:
-            phi = _gaussian_responses(h, k)  # (N, m)
-
-        grad_mixture = (
-            grad_out.t() @ phi if ctx.needs_input_grad[3] else None
-        )  # (out, m)
-        grad_bias = (
-            grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
+        return _gmnm_torch_backward(
+            x,
+            weight,
+            offset,
+            mixture_weight,
+            h,
+            grad_out,
+            ctx.n_projections,
+            ctx.has_bias,
+            ctx.needs_input_grad,
         )
 
-        # d out / d h_j = -(grad_out @ Pi) * phi * h_j for each projection slice j; the
-        # sign goes on the small (out, m) matrix rather than on an (N, m) tensor.
-        scale = (grad_out @ mixture_weight.neg()).mul_(phi)  # (N, m)
-        del phi  # free it before grad_h is allocated: a lower peak of memory
-        grad_h = (h.view(n, k, -1) * scale.unsqueeze(1)).view(n, -1)  # (N, k*m)
-        del scale
 
-        # Both GEMMs are skinny when in_features is small; these operand orders are the
-        # fast ones on the CPU (up to 10x at in_features=2, equal at 64).
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.functional.linear(
-                grad_h, weight.t().contiguous()
-            )  # (N, d)
-        grad_weight = None
-        if ctx.needs_input_grad[1]:
-            grad_weight = (x.t() @ grad_h).t()  # (k*m, d)
-        grad_offset = grad_h.sum(0) if ctx.needs_input_grad[2] else None  # (k*m,)
-        return grad_x, grad_weight, grad_offset, grad_mixture, grad_bias, None
+def _gmnm_torch_backward(
+    x, weight, offset, mixture_weight, h, grad_out, n_projections, has_bias, needs
+):
+    """Gradients of a GMNM layer for (x, weight, offset, mixture_weight, bias, k).
+
+    ``h`` is the saved projection tensor (N, k*m), or None to recompute it. With grad
+    mode on (a second derivative is asked for, ``create_graph=True``, as physics-informed
+    losses do), ``h`` and ``phi`` are rebuilt from the inputs with differentiable
+    operations, so the graph through them is exact. ``needs`` is the autograd node's
+    ``needs_input_grad``.
+    """
+    k = n_projections
+    n = x.shape[0]
+    if h is None or torch.is_grad_enabled():
+        h = torch.addmm(offset, x, weight.t())  # (N, k*m)
+    phi = _gaussian_responses(h, k)  # (N, m)
+
+    grad_mixture = grad_out.t() @ phi if needs[3] else None  # (out, m)
+    grad_bias = grad_out.sum(0) if has_bias and needs[4] else None
+
+    # d out / d h_j = -(grad_out @ Pi) * phi * h_j for each projection slice j; the
+    # sign goes on the small (out, m) matrix rather than on an (N, m) tensor.
+    scale = (grad_out @ mixture_weight.neg()).mul_(phi)  # (N, m)
+    del phi  # free it before grad_h is allocated: a lower peak of memory
+    grad_h = (h.view(n, k, -1) * scale.unsqueeze(1)).view(n, -1)  # (N, k*m)
+    del scale
+
+    # Both GEMMs are skinny when in_features is small; these operand orders are the
+    # fast ones on the CPU (up to 10x at in_features=2, equal at 64).
+    grad_x = None
+    if needs[0]:
+        grad_x = torch.nn.functional.linear(grad_h, weight.t().contiguous())  # (N, d)
+    grad_weight = (x.t() @ grad_h).t() if needs[1] else None  # (k*m, d)
+    grad_offset = grad_h.sum(0) if needs[2] else None  # (k*m,)
+    return grad_x, grad_weight, grad_offset, grad_mixture, grad_bias, None
 
 
 def gmnm_basis(x: Tensor, weight: Tensor, offset: Tensor, n_projections: int) -> Tensor:
@@ -202,10 +225,13 @@ def gmnm(
 ) -> Tensor:
     """Apply a GMNM layer in the fused augmented form.
 
-    Large inputs go through a custom autograd node (one node, a hand-written backward
-    that keeps only ``x`` and ``h``); small ones through plain autograd operations,
-    which are faster there (see ``FUSED_MIN_ELEMENTS``). Both compute the same values;
-    :func:`torch.compile` traces either.
+    Float32 inputs on a CUDA GPU go through Triton kernels that keep the hidden tensors
+    in registers (``sklearn_gmnm.nn._triton``; where Triton is installed, for
+    ``n_projections`` 1 or 2 and up to 128 input and output features; see
+    ``USE_TRITON``). Otherwise large inputs go through a custom autograd node (one
+    node, a hand-written backward that keeps only ``x`` and ``h``) and small ones through
+    plain autograd operations, which are faster there (see ``FUSED_MIN_ELEMENTS``). All
+    compute the same values; :func:`torch.compile` traces the torch forms.
 
     Parameters
     ----------
@@ -240,7 +266,9 @@ def gmnm(
     leading = x.shape[:-1]
     x2d = x.reshape(-1, x.shape[-1])  # (N, d)
     args = (x2d, weight, offset, mixture_weight, bias, n_projections)
-    if x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS:
+    if USE_TRITON and _triton.supports(*args):
+        out = _triton.TritonGMNM.apply(*args)
+    elif x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS:
         out = _gmnm_autograd(*args)
     else:
         out = _FusedGMNM.apply(*args)

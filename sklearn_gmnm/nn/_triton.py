@@ -1,0 +1,550 @@
+"""GMNM forward and backward as Triton kernels that never write the hidden tensors.
+
+Torch computes a GMNM layer as a chain of kernels that each read and write an (N, k*m)
+or (N, m) tensor in GPU memory: the projections ``h``, their squared sum, the responses
+``phi`` and, in backward, their gradients. At small ``in_features`` those passes over
+memory, not the arithmetic, set the speed. The kernels below keep ``h`` and ``phi`` in
+registers, a tile of rows and a block of Gaussians at a time:
+
+- forward, one program per tile of rows: ``out = phi(x) @ Pi.T + b``, looping over the
+  blocks of Gaussians;
+- backward, two kernels, both recomputing ``h`` and ``phi`` from ``x`` (cheap: the
+  projection GEMM has only ``in_features`` terms per element):
+
+  - one program per tile of rows computes ``grad_x``, looping over the Gaussians;
+  - one program per (block of Gaussians, group of row tiles) sums ``grad_weight``,
+    ``grad_offset`` and ``grad_mixture`` over its rows; torch adds the groups' partial
+    sums (in a fixed order: the result is deterministic).
+
+Only ``x`` is kept for backward, and no tensor of N x m elements is ever written.
+
+Scope: float32 tensors on one CUDA device, ``n_projections`` 1 or 2, ``in_features`` and
+``out_features`` at most 128 (:func:`supports` checks it; :func:`sklearn_gmnm.nn.functional.gmnm`
+falls back to torch elsewhere). Matrix products inside the kernels follow torch's float32
+matmul precision (``torch.get_float32_matmul_precision()``): full IEEE float32 at torch's
+default "highest", TF32 otherwise. A second derivative (``create_graph=True``) goes
+through differentiable torch operations.
+
+Needs Triton 3 or later (torch 2.4 or later pins one). With ``TRITON_INTERPRET=1`` set
+before Triton is imported, the kernels run on the CPU in
+Triton's interpreter (slowly): the test suite checks them that way on machines without
+a GPU.
+"""
+
+import math
+import os
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # Triton ships with torch's CUDA builds, not with its CPU builds
+    triton = None
+
+# The largest in_features / out_features the kernels handle: a tile of rows of x and of
+# the output accumulator sits in registers.
+MAX_FEATURES = 128
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def available() -> bool:
+    """Whether Triton 3 or later is importable (``tl.dot`` then takes the precision)."""
+    return triton is not None and int(triton.__version__.split(".")[0]) >= 3
+
+
+def _autocast_on() -> bool:
+    """Whether CUDA autocast is on: then torch's operations run in its lower precision."""
+    try:
+        return torch.is_autocast_enabled("cuda")
+    except TypeError:  # torch < 2.4 takes no device type and answers for CUDA
+        return torch.is_autocast_enabled()
+
+
+def supports(x, weight, offset, mixture_weight, bias, n_projections) -> bool:
+    """Whether the Triton kernels handle these tensors (else torch computes the layer).
+
+    They do for a non-empty batch of float32 tensors on one CUDA device, with
+    ``n_projections`` 1 or 2 and ``in_features`` and ``out_features`` up to
+    ``MAX_FEATURES``, outside of :func:`torch.compile` (which fuses the torch form
+    itself) and of CUDA autocast (whose lower precision torch's operations honour).
+    """
+    if not (available() and x.is_cuda) or torch.compiler.is_compiling():
+        return False
+    tensors = [x, weight, offset, mixture_weight] + ([] if bias is None else [bias])
+    return (
+        n_projections in (1, 2)
+        and x.shape[0] > 0
+        and x.shape[-1] <= MAX_FEATURES
+        and mixture_weight.shape[0] <= MAX_FEATURES
+        and all(t.dtype == torch.float32 and t.device == x.device for t in tensors)
+        and not _autocast_on()
+    )
+
+
+def _block(size: int, least: int = 16) -> int:
+    """A power of two >= size and >= least (``tl.dot`` needs dimensions of 16 or more)."""
+    return max(least, 1 << max(0, math.ceil(math.log2(max(size, 1)))))
+
+
+def _precision() -> str:
+    """``tl.dot``'s input precision matching torch's float32 matmul setting."""
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+
+
+if triton is not None:
+
+    @triton.jit
+    def _projections(
+        x,
+        w_ptr,
+        c_ptr,
+        comps,
+        m_ok,
+        cols_d,
+        d_ok,
+        D,
+        M,
+        j: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        """h_j = x @ A_j.T + c_j for a block of Gaussians: (BLOCK_N, BLOCK_M)."""
+        rows = j * M + comps
+        w = tl.load(
+            w_ptr + rows[:, None] * D + cols_d[None, :],
+            mask=m_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )  # (BLOCK_M, BLOCK_D)
+        c = tl.load(c_ptr + rows, mask=m_ok, other=0.0)  # (BLOCK_M,)
+        return tl.dot(x, tl.trans(w), input_precision=PREC) + c[None, :]
+
+    @triton.jit
+    def _responses(h0, h1, K: tl.constexpr, FLOOR: tl.constexpr):
+        """phi = exp(-0.5 * sum_j h_j**2), the exponent floored as in torch's path."""
+        y = h0 * h0
+        if K == 2:
+            y += h1 * h1
+        return tl.exp(tl.maximum(-0.5 * y, FLOOR))
+
+    @triton.jit
+    def _forward_kernel(
+        x_ptr,
+        w_ptr,
+        c_ptr,
+        pi_ptr,
+        b_ptr,
+        out_ptr,
+        N,
+        D,
+        M,
+        OUT,
+        K: tl.constexpr,
+        HAS_BIAS: tl.constexpr,
+        FLOOR: tl.constexpr,
+        PREC: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+        BLOCK_OUT: tl.constexpr,
+    ):
+        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < N
+        cols_d = tl.arange(0, BLOCK_D)
+        d_ok = cols_d < D
+        cols_o = tl.arange(0, BLOCK_OUT)
+        o_ok = cols_o < OUT
+        x = tl.load(
+            x_ptr + rows[:, None] * D + cols_d[None, :],
+            mask=row_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )  # (BLOCK_N, BLOCK_D)
+        acc = tl.zeros((BLOCK_N, BLOCK_OUT), dtype=tl.float32)
+        for m0 in range(0, M, BLOCK_M):
+            comps = m0 + tl.arange(0, BLOCK_M)
+            m_ok = comps < M
+            h0 = _projections(x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 0, PREC)
+            h1 = h0
+            if K == 2:
+                h1 = _projections(
+                    x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 1, PREC
+                )
+            phi = _responses(h0, h1, K, FLOOR)  # (BLOCK_N, BLOCK_M)
+            pi = tl.load(
+                pi_ptr + cols_o[:, None] * M + comps[None, :],
+                mask=o_ok[:, None] & m_ok[None, :],
+                other=0.0,
+            )  # (BLOCK_OUT, BLOCK_M); zero past M, so padded Gaussians add nothing
+            acc += tl.dot(phi, tl.trans(pi), input_precision=PREC)
+        if HAS_BIAS:
+            acc += tl.load(b_ptr + cols_o, mask=o_ok, other=0.0)[None, :]
+        tl.store(
+            out_ptr + rows[:, None] * OUT + cols_o[None, :],
+            acc,
+            mask=row_ok[:, None] & o_ok[None, :],
+        )
+
+    @triton.jit
+    def _grad_scale(
+        x,
+        g_out,
+        w_ptr,
+        c_ptr,
+        pi_ptr,
+        comps,
+        m_ok,
+        cols_d,
+        d_ok,
+        cols_o,
+        o_ok,
+        D,
+        M,
+        K: tl.constexpr,
+        FLOOR: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        """Recompute h_j and phi for a block of Gaussians, and the factor
+        s = -(grad_out @ Pi) * phi with d loss / d h_j = s * h_j."""
+        h0 = _projections(x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 0, PREC)
+        h1 = h0
+        if K == 2:
+            h1 = _projections(x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 1, PREC)
+        phi = _responses(h0, h1, K, FLOOR)  # (BLOCK_N, BLOCK_M)
+        pi = tl.load(
+            pi_ptr + cols_o[:, None] * M + comps[None, :],
+            mask=o_ok[:, None] & m_ok[None, :],
+            other=0.0,
+        )  # (BLOCK_OUT, BLOCK_M)
+        s = -tl.dot(g_out, pi, input_precision=PREC) * phi  # (BLOCK_N, BLOCK_M)
+        return h0, h1, phi, s
+
+    @triton.jit
+    def _grad_input_kernel(
+        x_ptr,
+        w_ptr,
+        c_ptr,
+        pi_ptr,
+        g_ptr,
+        gx_ptr,
+        N,
+        D,
+        M,
+        OUT,
+        K: tl.constexpr,
+        FLOOR: tl.constexpr,
+        PREC: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+        BLOCK_OUT: tl.constexpr,
+    ):
+        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < N
+        cols_d = tl.arange(0, BLOCK_D)
+        d_ok = cols_d < D
+        cols_o = tl.arange(0, BLOCK_OUT)
+        o_ok = cols_o < OUT
+        x = tl.load(
+            x_ptr + rows[:, None] * D + cols_d[None, :],
+            mask=row_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )  # (BLOCK_N, BLOCK_D)
+        g_out = tl.load(
+            g_ptr + rows[:, None] * OUT + cols_o[None, :],
+            mask=row_ok[:, None] & o_ok[None, :],
+            other=0.0,
+        )  # (BLOCK_N, BLOCK_OUT)
+        gx = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+        for m0 in range(0, M, BLOCK_M):
+            comps = m0 + tl.arange(0, BLOCK_M)
+            m_ok = comps < M
+            h0, h1, _phi, s = _grad_scale(
+                x,
+                g_out,
+                w_ptr,
+                c_ptr,
+                pi_ptr,
+                comps,
+                m_ok,
+                cols_d,
+                d_ok,
+                cols_o,
+                o_ok,
+                D,
+                M,
+                K,
+                FLOOR,
+                PREC,
+            )
+            w0 = tl.load(
+                w_ptr + comps[:, None] * D + cols_d[None, :],
+                mask=m_ok[:, None] & d_ok[None, :],
+                other=0.0,
+            )  # (BLOCK_M, BLOCK_D): A_0 for this block
+            gx += tl.dot(s * h0, w0, input_precision=PREC)
+            if K == 2:
+                w1 = tl.load(
+                    w_ptr + (M + comps)[:, None] * D + cols_d[None, :],
+                    mask=m_ok[:, None] & d_ok[None, :],
+                    other=0.0,
+                )
+                gx += tl.dot(s * h1, w1, input_precision=PREC)
+        tl.store(
+            gx_ptr + rows[:, None] * D + cols_d[None, :],
+            gx,
+            mask=row_ok[:, None] & d_ok[None, :],
+        )
+
+    @triton.jit
+    def _grad_params_kernel(
+        x_ptr,
+        w_ptr,
+        c_ptr,
+        pi_ptr,
+        g_ptr,
+        gw_ptr,
+        gc_ptr,
+        gpi_ptr,
+        N,
+        D,
+        M,
+        OUT,
+        TILES_PER_GROUP,
+        K: tl.constexpr,
+        FLOOR: tl.constexpr,
+        PREC: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+        BLOCK_OUT: tl.constexpr,
+    ):
+        comps = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        m_ok = comps < M
+        group = tl.program_id(1)
+        cols_d = tl.arange(0, BLOCK_D)
+        d_ok = cols_d < D
+        cols_o = tl.arange(0, BLOCK_OUT)
+        o_ok = cols_o < OUT
+        gw0 = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+        gw1 = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+        gc0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        gc1 = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        gpi = tl.zeros((BLOCK_OUT, BLOCK_M), dtype=tl.float32)
+        for t in range(0, TILES_PER_GROUP):
+            rows = (group * TILES_PER_GROUP + t) * BLOCK_N + tl.arange(0, BLOCK_N)
+            row_ok = rows < N
+            x = tl.load(
+                x_ptr + rows[:, None] * D + cols_d[None, :],
+                mask=row_ok[:, None] & d_ok[None, :],
+                other=0.0,
+            )  # (BLOCK_N, BLOCK_D)
+            g_out = tl.load(
+                g_ptr + rows[:, None] * OUT + cols_o[None, :],
+                mask=row_ok[:, None] & o_ok[None, :],
+                other=0.0,
+            )  # (BLOCK_N, BLOCK_OUT); zero on padded rows, so they add nothing
+            h0, h1, phi, s = _grad_scale(
+                x,
+                g_out,
+                w_ptr,
+                c_ptr,
+                pi_ptr,
+                comps,
+                m_ok,
+                cols_d,
+                d_ok,
+                cols_o,
+                o_ok,
+                D,
+                M,
+                K,
+                FLOOR,
+                PREC,
+            )
+            gpi += tl.dot(tl.trans(g_out), phi, input_precision=PREC)
+            gh0 = s * h0  # (BLOCK_N, BLOCK_M)
+            gw0 += tl.dot(tl.trans(gh0), x, input_precision=PREC)
+            gc0 += tl.sum(gh0, axis=0)
+            if K == 2:
+                gh1 = s * h1
+                gw1 += tl.dot(tl.trans(gh1), x, input_precision=PREC)
+                gc1 += tl.sum(gh1, axis=0)
+        # This group's partial sums, at [group] of the (groups, ...) buffers.
+        w_mask = m_ok[:, None] & d_ok[None, :]
+        gw_base = gw_ptr + group * (K * M * D)
+        tl.store(gw_base + comps[:, None] * D + cols_d[None, :], gw0, mask=w_mask)
+        tl.store(gc_ptr + group * (K * M) + comps, gc0, mask=m_ok)
+        if K == 2:
+            tl.store(
+                gw_base + (M + comps)[:, None] * D + cols_d[None, :], gw1, mask=w_mask
+            )
+            tl.store(gc_ptr + group * (K * M) + M + comps, gc1, mask=m_ok)
+        tl.store(
+            gpi_ptr + group * (OUT * M) + cols_o[:, None] * M + comps[None, :],
+            gpi,
+            mask=o_ok[:, None] & m_ok[None, :],
+        )
+
+
+class _Config:
+    """Tile sizes and launch settings for one call (fixed heuristics, no autotuning)."""
+
+    def __init__(self, n, d, m, out):
+        self.block_d = _block(d)
+        self.block_out = _block(out)
+        self.block_m = min(64, _block(m))
+        self.block_n = 64
+        wide = max(self.block_d, self.block_out) >= 64
+        self.num_warps = 8 if wide else 4
+
+
+def _constants(x, n_projections):
+    from .functional import _exponent_floor
+
+    return {
+        "K": n_projections,
+        "FLOOR": _exponent_floor(x.dtype),
+        "PREC": _precision(),
+    }
+
+
+def _forward(x, weight, offset, mixture_weight, bias, n_projections):
+    n, d = x.shape
+    m = weight.shape[0] // n_projections
+    out_features = mixture_weight.shape[0]
+    cfg = _Config(n, d, m, out_features)
+    out = torch.empty(n, out_features, device=x.device, dtype=x.dtype)
+    grid = (triton.cdiv(n, cfg.block_n),)
+    _forward_kernel[grid](
+        x,
+        weight,
+        offset,
+        mixture_weight,
+        bias if bias is not None else offset,
+        out,
+        n,
+        d,
+        m,
+        out_features,
+        HAS_BIAS=bias is not None,
+        BLOCK_N=cfg.block_n,
+        BLOCK_M=cfg.block_m,
+        BLOCK_D=cfg.block_d,
+        BLOCK_OUT=cfg.block_out,
+        num_warps=cfg.num_warps,
+        **_constants(x, n_projections),
+    )
+    return out
+
+
+def _row_groups(n_tiles, n_blocks, device):
+    """How many groups of row tiles the parameter-gradient kernel splits the rows into:
+    enough programs to fill the GPU about four times over, no more than there are tiles."""
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+    else:  # the interpreter
+        sms = 4
+    return max(1, min(n_tiles, math.ceil(4 * sms / n_blocks)))
+
+
+def _backward(x, weight, offset, mixture_weight, grad_out, n_projections, needs):
+    """Gradients for (x, weight, offset, mixture_weight); None where not needed."""
+    n, d = x.shape
+    m = weight.shape[0] // n_projections
+    out_features = mixture_weight.shape[0]
+    cfg = _Config(n, d, m, out_features)
+    const = _constants(x, n_projections)
+    blocks = dict(
+        BLOCK_N=cfg.block_n,
+        BLOCK_M=cfg.block_m,
+        BLOCK_D=cfg.block_d,
+        BLOCK_OUT=cfg.block_out,
+        num_warps=cfg.num_warps,
+    )
+    grad_out = grad_out.contiguous()
+    n_tiles = triton.cdiv(n, cfg.block_n)
+    grad_x = None
+    if needs[0]:
+        grad_x = torch.empty_like(x)
+        _grad_input_kernel[(n_tiles,)](
+            x,
+            weight,
+            offset,
+            mixture_weight,
+            grad_out,
+            grad_x,
+            n,
+            d,
+            m,
+            out_features,
+            **const,
+            **blocks,
+        )
+    grad_weight = grad_offset = grad_mixture = None
+    if any(needs[1:4]):
+        n_blocks = triton.cdiv(m, cfg.block_m)
+        groups = _row_groups(n_tiles, n_blocks, x.device)
+        tiles_per_group = triton.cdiv(n_tiles, groups)
+        groups = triton.cdiv(n_tiles, tiles_per_group)
+        empty = dict(device=x.device, dtype=x.dtype)
+        gw = torch.empty(groups, *weight.shape, **empty)  # (groups, k*m, d)
+        gc = torch.empty(groups, *offset.shape, **empty)  # (groups, k*m)
+        gpi = torch.empty(groups, *mixture_weight.shape, **empty)  # (groups, out, m)
+        _grad_params_kernel[(n_blocks, groups)](
+            x,
+            weight,
+            offset,
+            mixture_weight,
+            grad_out,
+            gw,
+            gc,
+            gpi,
+            n,
+            d,
+            m,
+            out_features,
+            tiles_per_group,
+            **const,
+            **blocks,
+        )
+        grad_weight = gw.sum(0) if needs[1] else None
+        grad_offset = gc.sum(0) if needs[2] else None
+        grad_mixture = gpi.sum(0) if needs[3] else None
+    return grad_x, grad_weight, grad_offset, grad_mixture
+
+
+class TritonGMNM(torch.autograd.Function):
+    """A GMNM layer through the Triton kernels: keeps only ``x`` for backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight, offset, mixture_weight, bias, n_projections):
+        x, weight, offset, mixture_weight = (
+            t.contiguous() for t in (x, weight, offset, mixture_weight)
+        )
+        ctx.n_projections = n_projections
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight, offset, mixture_weight)
+        return _forward(x, weight, offset, mixture_weight, bias, n_projections)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, offset, mixture_weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # a second derivative: differentiable torch ops
+            from .functional import _gmnm_torch_backward
+
+            return _gmnm_torch_backward(
+                x,
+                weight,
+                offset,
+                mixture_weight,
+                None,
+                grad_out,
+                ctx.n_projections,
+                ctx.has_bias,
+                needs,
+            )
+        grads = _backward(
+            x, weight, offset, mixture_weight, grad_out, ctx.n_projections, needs
+        )
+        grad_bias = grad_out.sum(0) if ctx.has_bias and needs[4] else None
+        return (*grads, grad_bias, None)

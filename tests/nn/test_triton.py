@@ -1,0 +1,209 @@
+"""Tests of the Triton kernels of the GMNM layer (``sklearn_gmnm.nn._triton``).
+
+They run on a CUDA GPU where Triton is installed, and on the CPU in Triton's
+interpreter when ``TRITON_INTERPRET=1`` is set before Triton is imported (CI does so:
+``TRITON_INTERPRET=1 python -m pytest tests/nn/test_triton.py``). Elsewhere they skip.
+"""
+
+import copy
+import os
+
+import pytest
+import torch
+
+from sklearn_gmnm.nn import GMNM, GMNMMLP, _triton
+from sklearn_gmnm.nn import functional as F
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+ON_CUDA = torch.cuda.is_available() and not INTERPRET
+
+pytestmark = [
+    pytest.mark.skipif(not _triton.available(), reason="needs Triton 3 or later"),
+    pytest.mark.skipif(
+        not (ON_CUDA or INTERPRET), reason="needs CUDA, or TRITON_INTERPRET=1 set"
+    ),
+]
+DEVICE = "cuda" if ON_CUDA else "cpu"
+requires_gpu = pytest.mark.skipif(not ON_CUDA, reason="needs a CUDA device")
+
+
+def random_layer_tensors(n, d, m, out, k, bias, seed=0):
+    """x and the layer's tensors at scales where the Gaussians overlap the data."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(*shape, scale=1.0):
+        t = torch.randn(*shape, generator=gen) * scale
+        return t.to(DEVICE).requires_grad_()
+
+    x = draw(n, d)
+    weight = draw(k * m, d, scale=0.7 / d**0.5)
+    offset = draw(k * m, scale=0.5)
+    mixture_weight = draw(out, m)
+    b = draw(out) if bias else None
+    return x, weight, offset, mixture_weight, b
+
+
+SHAPES = [  # (N, in_features, n_components, out_features): none a multiple of a tile
+    (70, 3, 20, 1),
+    (130, 5, 33, 4),
+    (64, 16, 64, 16),
+    (100, 2, 130, 3),
+    (33, 128, 17, 128),
+    (1, 7, 5, 2),
+]
+
+
+@pytest.mark.parametrize("n, d, m, out", SHAPES)
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("bias", [True, False])
+def test_kernels_match_torch(n, d, m, out, k, bias):
+    tensors = random_layer_tensors(n, d, m, out, k, bias)
+    wanted = [t for t in tensors if t is not None]
+    y = _triton.TritonGMNM.apply(*tensors, k)
+    grad_out = torch.randn_like(y)
+    grads = torch.autograd.grad(y, wanted, grad_out)
+
+    y_ref = F._gmnm_autograd(*tensors, k)
+    grads_ref = torch.autograd.grad(y_ref, wanted, grad_out)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
+    names = ["x", "weight", "offset", "mixture_weight", "bias"][: len(grads)]
+    for name, got, expected in zip(names, grads, grads_ref, strict=True):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(
+            got, expected, atol=1e-5 * scale, rtol=1e-4, msg=f"gradient of {name}"
+        )
+
+
+def test_only_needed_gradients_are_computed():
+    x, weight, offset, mixture_weight, bias = random_layer_tensors(
+        50, 4, 12, 2, 2, True
+    )
+    x = x.detach()  # no gradient for the input: the grad-input kernel is skipped
+    y = _triton.TritonGMNM.apply(x, weight, offset, mixture_weight, bias, 2)
+    (grad_pi,) = torch.autograd.grad(y.sum(), [mixture_weight])
+    y_ref = F._gmnm_autograd(x, weight, offset, mixture_weight, bias, 2)
+    (grad_pi_ref,) = torch.autograd.grad(y_ref.sum(), [mixture_weight])
+    torch.testing.assert_close(grad_pi, grad_pi_ref, atol=1e-5, rtol=1e-4)
+
+
+def test_backward_is_deterministic():
+    tensors = random_layer_tensors(300, 6, 40, 3, 2, True)
+    wanted = [t for t in tensors if t is not None]
+    runs = []
+    for _ in range(2):
+        y = _triton.TritonGMNM.apply(*tensors, 2)
+        runs.append(torch.autograd.grad(y.square().sum(), wanted))
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_only_the_input_and_parameters_are_saved():
+    """Nothing of N x m elements is kept for backward: the kernels recompute it."""
+    n, d, m = 256, 3, 64
+    tensors = random_layer_tensors(n, d, m, 2, 2, True)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _triton.TritonGMNM.apply(*tensors, 2)
+    assert saved and max(saved) == n * d  # x is the largest: no (N, m) tensor
+
+
+def test_second_derivative_matches_torch():
+    """create_graph=True (a physics-informed loss): the Laplacian of the output."""
+    x, weight, offset, mixture_weight, bias = random_layer_tensors(20, 2, 9, 1, 2, True)
+
+    def laplacian(forward):
+        y = forward(x, weight, offset, mixture_weight, bias, 2)
+        (grad,) = torch.autograd.grad(y.sum(), x, create_graph=True)  # (N, 2)
+        second = [
+            torch.autograd.grad(grad[:, i].sum(), x, create_graph=True)[0][:, i]
+            for i in range(2)
+        ]
+        lap = second[0] + second[1]  # (N,)
+        return lap, torch.autograd.grad(lap.square().sum(), mixture_weight)[0]
+
+    lap, grad_pi = laplacian(_triton.TritonGMNM.apply)
+    lap_ref, grad_pi_ref = laplacian(F._gmnm_autograd)
+    torch.testing.assert_close(lap, lap_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grad_pi, grad_pi_ref, atol=1e-5, rtol=1e-4)
+
+
+def test_precision_follows_torch_matmul_setting():
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert _triton._precision() == "ieee"
+        torch.set_float32_matmul_precision("high")
+        assert _triton._precision() == "tf32"
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+@requires_gpu
+def test_supports_only_what_the_kernels_handle():
+    x, weight, offset, mixture_weight, bias = random_layer_tensors(8, 4, 6, 2, 2, True)
+    args = (x, weight, offset, mixture_weight, bias)
+    assert _triton.supports(*args, 2)
+    assert _triton.supports(*args[:4], None, 1)
+    assert not _triton.supports(*args, 3)  # three projections: torch
+    assert not _triton.supports(x.double(), *args[1:], 2)  # float64: torch
+    assert not _triton.supports(x.cpu(), *args[1:], 2)  # the CPU: torch
+    assert not _triton.supports(x[:0], *args[1:], 2)  # an empty batch: torch
+    wide = torch.randn(8, 129, device="cuda")
+    assert not _triton.supports(wide, torch.randn(12, 129, device="cuda"), *args[2:], 2)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        assert not _triton.supports(*args, 2)
+
+
+@requires_gpu
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_layer_on_cuda_takes_the_kernels_and_matches_torch(
+    explicit_centers, monkeypatch
+):
+    torch.manual_seed(0)
+    layer = GMNM(5, 3, n_components=40, explicit_centers=explicit_centers).cuda()
+    x = torch.randn(1000, 7, 5, device="cuda")  # (N, T, d): flattened for the kernels
+    calls = []
+    original = _triton.TritonGMNM.apply
+    monkeypatch.setattr(
+        _triton.TritonGMNM, "apply", lambda *a: calls.append(1) or original(*a)
+    )
+    out = layer(x)
+    grads = torch.autograd.grad(out.square().sum(), tuple(layer.parameters()))
+    assert calls, "the CUDA float32 layer did not run through the Triton kernels"
+
+    monkeypatch.setattr(F, "USE_TRITON", False)
+    out_ref = layer(x)
+    grads_ref = torch.autograd.grad(out_ref.square().sum(), tuple(layer.parameters()))
+    assert len(calls) == 1
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4 * b.abs().max().item(), rtol=1e-3)
+
+
+@requires_gpu
+def test_training_a_network_on_cuda_matches_the_torch_path(monkeypatch):
+    """A few Adam steps of a GMNM MLP: the two paths stay together."""
+    torch.manual_seed(0)
+    x = torch.randn(512, 6, device="cuda")
+    y = torch.sin(x.sum(1, keepdim=True))
+
+    def train(use_triton):
+        monkeypatch.setattr(F, "USE_TRITON", use_triton)
+        torch.manual_seed(1)
+        net = GMNMMLP(6, 1, hidden_layer_sizes=(16,), n_components=32).cuda()
+        net = copy.deepcopy(net)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(20):
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(net(x), y)
+            loss.backward()
+            opt.step()
+        return loss.item()
+
+    loss_triton, loss_torch = train(True), train(False)
+    assert loss_triton == pytest.approx(loss_torch, rel=1e-3)
