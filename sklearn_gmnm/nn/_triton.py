@@ -31,6 +31,7 @@ Triton's interpreter (slowly): the test suite checks them that way on machines w
 a GPU.
 """
 
+import contextlib
 import math
 import os
 
@@ -393,8 +394,11 @@ class _Config:
         self.block_out = _block(out)
         self.block_m = min(64, _block(m))
         self.block_n = 64
-        wide = max(self.block_d, self.block_out) >= 64
-        self.num_warps = 8 if wide else 4
+        widest = max(self.block_d, self.block_out)
+        self.num_warps = 8 if widest >= 64 else 4
+        # Software pipelining stages of the loops' loads: each stage holds a copy of the
+        # weight tiles in shared memory, which 128-wide tiles would overflow.
+        self.num_stages = 1 if widest >= 128 else 2
 
 
 def _constants(x, n_projections):
@@ -431,6 +435,7 @@ def _forward(x, weight, offset, mixture_weight, bias, n_projections):
         BLOCK_D=cfg.block_d,
         BLOCK_OUT=cfg.block_out,
         num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
         **_constants(x, n_projections),
     )
     return out
@@ -459,6 +464,7 @@ def _backward(x, weight, offset, mixture_weight, grad_out, n_projections, needs)
         BLOCK_D=cfg.block_d,
         BLOCK_OUT=cfg.block_out,
         num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
     )
     grad_out = grad_out.contiguous()
     n_tiles = triton.cdiv(n, cfg.block_n)
@@ -512,6 +518,11 @@ def _backward(x, weight, offset, mixture_weight, grad_out, n_projections, needs)
     return grad_x, grad_weight, grad_offset, grad_mixture
 
 
+def _on_device(x):
+    """Launch on x's GPU (Triton launches on the current device)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 class TritonGMNM(torch.autograd.Function):
     """A GMNM layer through the Triton kernels: keeps only ``x`` for backward."""
 
@@ -523,7 +534,8 @@ class TritonGMNM(torch.autograd.Function):
         ctx.n_projections = n_projections
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight, offset, mixture_weight)
-        return _forward(x, weight, offset, mixture_weight, bias, n_projections)
+        with _on_device(x):
+            return _forward(x, weight, offset, mixture_weight, bias, n_projections)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -543,8 +555,9 @@ class TritonGMNM(torch.autograd.Function):
                 ctx.has_bias,
                 needs,
             )
-        grads = _backward(
-            x, weight, offset, mixture_weight, grad_out, ctx.n_projections, needs
-        )
+        with _on_device(x):
+            grads = _backward(
+                x, weight, offset, mixture_weight, grad_out, ctx.n_projections, needs
+            )
         grad_bias = grad_out.sum(0) if ctx.has_bias and needs[4] else None
         return (*grads, grad_bias, None)
