@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, in one run, most important first: the CUDA and Triton
-# tests, the GPU layer-speed table, the Triton tile sizes, the GPU estimator-speed table
-# and the million-row scale run on the GPU. At most about 9 minutes. Run from the
+# tests, the GPU layer-speed table, the GPU estimator-speed table and the million-row
+# scale run on the GPU (2 epochs: per-epoch times). At most about 9 minutes. Run from the
 # repository root on a machine with CUDA:
 #
 #     bash benchmarks/gpu_checks.sh [COPY_RESULTS_TO]
@@ -42,16 +42,12 @@ PY
     timeout 150 python3 benchmarks/layer_speed.py --device cuda --threads 16 --repeats 3
     echo "layer_speed exit status: $?"
 
-    echo "== Triton tile sizes"
-    timeout 70 python3 benchmarks/triton_tiles.py --repeats 3
-    echo "triton_tiles exit status: $?"
-
     echo "== estimator speed"
     timeout 90 python3 benchmarks/estimator_speed.py --device cuda --threads 16 --repeats 3
     echo "estimator_speed exit status: $?"
 
     echo "== scale (a million rows; the MLP stays on the CPU)"
-    timeout 110 python3 benchmarks/scale.py --device cuda --threads 16 --gmnm-batches 2000
+    timeout 120 python3 benchmarks/scale.py --device cuda --threads 16 --epochs 2
     echo "scale exit status: $?"
 } 2>&1 | tee "$log"
 if [ -n "$dest" ]; then

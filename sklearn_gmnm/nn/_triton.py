@@ -93,6 +93,25 @@ def _precision() -> str:
     return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
+# Tile settings Triton's autotuner tries, once per shape (in_features, n_components,
+# out_features, k) and process: (rows per tile, Gaussians per block, warps). Small tiles
+# keep the recomputed (rows x Gaussians) blocks in registers; spilling them costs more
+# than anything else here. (On an H100 at in_features 2 and 16, 64 x 32 tiles with 4
+# warps ran 2.2-2.8x faster than 64 x 64 with 8: benchmarks/results/gpu_checks.log.)
+TILES = [(32, 32, 4), (64, 32, 4), (64, 16, 4), (32, 64, 4), (128, 32, 8), (64, 64, 8)]
+INTERPRETER_TILES = (64, 32, 4)
+
+
+def _tuned(kernel):
+    """The kernel under Triton's autotuner (one setting in the interpreter)."""
+    tiles = [INTERPRETER_TILES] if INTERPRET else TILES
+    configs = [
+        triton.Config({"BLOCK_N": n, "BLOCK_M": m}, num_warps=warps, num_stages=2)
+        for n, m, warps in tiles
+    ]
+    return triton.autotune(configs, key=["D", "M", "OUT", "K"])(kernel)
+
+
 if triton is not None:
 
     @triton.jit
@@ -127,6 +146,7 @@ if triton is not None:
             y += h1 * h1
         return tl.exp(tl.maximum(-0.5 * y, FLOOR))
 
+    @_tuned
     @triton.jit
     def _forward_kernel(
         x_ptr,
@@ -218,6 +238,7 @@ if triton is not None:
         s = -tl.dot(g_out, pi, input_precision=PREC) * phi  # (BLOCK_N, BLOCK_M)
         return h0, h1, phi, s
 
+    @_tuned
     @triton.jit
     def _grad_input_kernel(
         x_ptr,
@@ -295,6 +316,7 @@ if triton is not None:
             mask=row_ok[:, None] & d_ok[None, :],
         )
 
+    @_tuned
     @triton.jit
     def _grad_params_kernel(
         x_ptr,
@@ -309,7 +331,7 @@ if triton is not None:
         D,
         M,
         OUT,
-        TILES_PER_GROUP,
+        GROUPS,
         K: tl.constexpr,
         FLOOR: tl.constexpr,
         PREC: tl.constexpr,
@@ -330,8 +352,8 @@ if triton is not None:
         gc0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
         gc1 = tl.zeros((BLOCK_M,), dtype=tl.float32)
         gpi = tl.zeros((BLOCK_OUT, BLOCK_M), dtype=tl.float32)
-        for t in range(0, TILES_PER_GROUP):
-            rows = (group * TILES_PER_GROUP + t) * BLOCK_N + tl.arange(0, BLOCK_N)
+        for tile in range(group, tl.cdiv(N, BLOCK_N), GROUPS):  # every GROUPS-th tile
+            rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
             row_ok = rows < N
             x = tl.load(
                 x_ptr + rows[:, None] * D + cols_d[None, :],
@@ -386,28 +408,16 @@ if triton is not None:
         )
 
 
-class _Config:
-    """Tile sizes and launch settings for one call (fixed heuristics, no autotuning)."""
-
-    def __init__(self, n, d, m, out):
-        self.block_d = _block(d)
-        self.block_out = _block(out)
-        self.block_m = min(64, _block(m))
-        self.block_n = 64
-        widest = max(self.block_d, self.block_out)
-        self.num_warps = 8 if widest >= 64 else 4
-        # Software pipelining stages of the loops' loads: each stage holds a copy of the
-        # weight tiles in shared memory, which 128-wide tiles would overflow.
-        self.num_stages = 1 if widest >= 128 else 2
-
-
-def _constants(x, n_projections):
+def _constants(x, n_projections, d, out_features):
+    """The kernels' compile-time constants other than the tuned tile sizes."""
     from .functional import _exponent_floor
 
     return {
         "K": n_projections,
         "FLOOR": _exponent_floor(x.dtype),
         "PREC": _precision(),
+        "BLOCK_D": _block(d),
+        "BLOCK_OUT": _block(out_features),
     }
 
 
@@ -415,10 +425,8 @@ def _forward(x, weight, offset, mixture_weight, bias, n_projections):
     n, d = x.shape
     m = weight.shape[0] // n_projections
     out_features = mixture_weight.shape[0]
-    cfg = _Config(n, d, m, out_features)
     out = torch.empty(n, out_features, device=x.device, dtype=x.dtype)
-    grid = (triton.cdiv(n, cfg.block_n),)
-    _forward_kernel[grid](
+    _forward_kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
         x,
         weight,
         offset,
@@ -430,25 +438,20 @@ def _forward(x, weight, offset, mixture_weight, bias, n_projections):
         m,
         out_features,
         HAS_BIAS=bias is not None,
-        BLOCK_N=cfg.block_n,
-        BLOCK_M=cfg.block_m,
-        BLOCK_D=cfg.block_d,
-        BLOCK_OUT=cfg.block_out,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-        **_constants(x, n_projections),
+        **_constants(x, n_projections, d, out_features),
     )
     return out
 
 
-def _row_groups(n_tiles, n_blocks, device):
-    """How many groups of row tiles the parameter-gradient kernel splits the rows into:
-    enough programs to fill the GPU about four times over, no more than there are tiles."""
+def _row_groups(n, m, device):
+    """How many groups of row tiles the parameter-gradient kernel splits the rows into
+    (each program takes every groups-th tile): enough programs to fill the GPU about
+    four times over with blocks of 32 Gaussians, no more than tiles of 32 rows."""
     if device.type == "cuda":
         sms = torch.cuda.get_device_properties(device).multi_processor_count
     else:  # the interpreter
         sms = 4
-    return max(1, min(n_tiles, math.ceil(4 * sms / n_blocks)))
+    return max(1, min(triton.cdiv(n, 32), math.ceil(4 * sms / triton.cdiv(m, 32))))
 
 
 def _backward(x, weight, offset, mixture_weight, grad_out, n_projections, needs):
@@ -456,22 +459,12 @@ def _backward(x, weight, offset, mixture_weight, grad_out, n_projections, needs)
     n, d = x.shape
     m = weight.shape[0] // n_projections
     out_features = mixture_weight.shape[0]
-    cfg = _Config(n, d, m, out_features)
-    const = _constants(x, n_projections)
-    blocks = dict(
-        BLOCK_N=cfg.block_n,
-        BLOCK_M=cfg.block_m,
-        BLOCK_D=cfg.block_d,
-        BLOCK_OUT=cfg.block_out,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-    )
+    const = _constants(x, n_projections, d, out_features)
     grad_out = grad_out.contiguous()
-    n_tiles = triton.cdiv(n, cfg.block_n)
     grad_x = None
     if needs[0]:
         grad_x = torch.empty_like(x)
-        _grad_input_kernel[(n_tiles,)](
+        _grad_input_kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
             x,
             weight,
             offset,
@@ -483,19 +476,15 @@ def _backward(x, weight, offset, mixture_weight, grad_out, n_projections, needs)
             m,
             out_features,
             **const,
-            **blocks,
         )
     grad_weight = grad_offset = grad_mixture = None
     if any(needs[1:4]):
-        n_blocks = triton.cdiv(m, cfg.block_m)
-        groups = _row_groups(n_tiles, n_blocks, x.device)
-        tiles_per_group = triton.cdiv(n_tiles, groups)
-        groups = triton.cdiv(n_tiles, tiles_per_group)
+        groups = _row_groups(n, m, x.device)
         empty = dict(device=x.device, dtype=x.dtype)
         gw = torch.empty(groups, *weight.shape, **empty)  # (groups, k*m, d)
         gc = torch.empty(groups, *offset.shape, **empty)  # (groups, k*m)
         gpi = torch.empty(groups, *mixture_weight.shape, **empty)  # (groups, out, m)
-        _grad_params_kernel[(n_blocks, groups)](
+        _grad_params_kernel[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), groups)](
             x,
             weight,
             offset,
@@ -508,14 +497,25 @@ def _backward(x, weight, offset, mixture_weight, grad_out, n_projections, needs)
             d,
             m,
             out_features,
-            tiles_per_group,
+            groups,
             **const,
-            **blocks,
         )
         grad_weight = gw.sum(0) if needs[1] else None
         grad_offset = gc.sum(0) if needs[2] else None
         grad_mixture = gpi.sum(0) if needs[3] else None
     return grad_x, grad_weight, grad_offset, grad_mixture
+
+
+def chosen_tiles() -> dict:
+    """The tile setting the autotuner chose last for each kernel, for reports."""
+    if triton is None:
+        return {}
+    kernels = {
+        "forward": _forward_kernel,
+        "grad_input": _grad_input_kernel,
+        "grad_params": _grad_params_kernel,
+    }
+    return {name: str(getattr(k, "best_config", None)) for name, k in kernels.items()}
 
 
 def _on_device(x):
