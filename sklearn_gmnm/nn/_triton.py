@@ -46,6 +46,12 @@ except ImportError:  # Triton ships with torch's CUDA builds, not with its CPU b
 # The largest in_features / out_features the kernels handle: a tile of rows of x and of
 # the output accumulator sits in registers.
 MAX_FEATURES = 128
+# Up to this many input features, functional.gmnm takes the kernels by default
+# (USE_TRITON="auto"). On an H100 (benchmarks/results/layer_speed_gpu.md, m=256, k=2,
+# a training step at 4,096 and 65,536 rows) they ran 1.01-1.15x as fast as torch's
+# fastest eager form at in_features 2 and 16, allocating 0.6-11% of its memory; at 64
+# features, 1.14x at 4,096 rows but 0.66x at 65,536.
+AUTO_MAX_FEATURES = 32
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
@@ -96,9 +102,10 @@ def _precision() -> str:
 # Tile settings Triton's autotuner tries, once per shape (in_features, n_components,
 # out_features, k) and process: (rows per tile, Gaussians per block, warps). Small tiles
 # keep the recomputed (rows x Gaussians) blocks in registers; spilling them costs more
-# than anything else here. (On an H100 at in_features 2 and 16, 64 x 32 tiles with 4
-# warps ran 2.2-2.8x faster than 64 x 64 with 8: benchmarks/results/gpu_checks.log.)
-TILES = [(32, 32, 4), (64, 32, 4), (64, 16, 4), (32, 64, 4), (128, 32, 8), (64, 64, 8)]
+# than anything else here: fixed 64 x 64 tiles ran 4-20x slower on an H100
+# (benchmarks/results/layer_speed_gpu_fixed_tiles.md). These four are the settings the
+# autotuner chose there out of six, at in_features 2, 16 and 64.
+TILES = [(64, 32, 4), (64, 16, 4), (32, 64, 4), (128, 32, 8)]
 INTERPRETER_TILES = (64, 32, 4)
 
 

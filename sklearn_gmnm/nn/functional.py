@@ -105,11 +105,34 @@ def _gaussian_responses(h: Tensor, n_projections: int) -> Tensor:
 # saves 30% memory). Measured in benchmarks/layer_speed.py (columns autograd, custom).
 FUSED_MIN_ELEMENTS = 2**17
 
-#: Whether :func:`gmnm` runs float32 CUDA inputs through the Triton kernels of
-#: ``sklearn_gmnm.nn._triton`` (where Triton is installed and the shapes are supported).
-#: Set ``SKLEARN_GMNM_TRITON=0`` in the environment, or this attribute to False, to use
-#: the torch operations instead.
-USE_TRITON = os.environ.get("SKLEARN_GMNM_TRITON", "1") != "0"
+
+def _triton_setting(value: str):
+    """``SKLEARN_GMNM_TRITON`` read as "auto", True or False."""
+    setting = {"auto": "auto", "1": True, "true": True, "0": False, "false": False}
+    try:
+        return setting[value.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"SKLEARN_GMNM_TRITON={value!r} is not one of 'auto', '1' or '0'."
+        ) from None
+
+
+#: When :func:`gmnm` runs float32 CUDA inputs through the Triton kernels of
+#: ``sklearn_gmnm.nn._triton`` (where Triton is installed and they apply): "auto" (the
+#: default) for up to ``_triton.AUTO_MAX_FEATURES`` (32) input features, where they
+#: measured no slower than torch's operations on an H100 and took a small fraction of
+#: the memory; True wherever they apply (up to 128 features; at 64 features and 65,536
+#: rows they ran 0.66x as fast as torch's operations); False never. Set it here, or
+#: with the environment variable ``SKLEARN_GMNM_TRITON`` (auto, 1 or 0) before the
+#: import.
+USE_TRITON = _triton_setting(os.environ.get("SKLEARN_GMNM_TRITON", "auto"))
+
+
+def _use_triton(args) -> bool:
+    """Whether :func:`gmnm` takes the Triton kernels for these (2-d) arguments."""
+    if USE_TRITON is False or not _triton.supports(*args):
+        return False
+    return USE_TRITON is True or args[0].shape[-1] <= _triton.AUTO_MAX_FEATURES
 
 
 def _gmnm_autograd(x, weight, offset, mixture_weight, bias, n_projections):
@@ -227,8 +250,8 @@ def gmnm(
 
     Float32 inputs on a CUDA GPU go through Triton kernels that keep the hidden tensors
     in registers (``sklearn_gmnm.nn._triton``; where Triton is installed, for
-    ``n_projections`` 1 or 2 and up to 128 input and output features; see
-    ``USE_TRITON``). Otherwise large inputs go through a custom autograd node (one
+    ``n_projections`` 1 or 2, by default up to 32 input features: see ``USE_TRITON``).
+    Otherwise large inputs go through a custom autograd node (one
     node, a hand-written backward that keeps only ``x`` and ``h``) and small ones through
     plain autograd operations, which are faster there (see ``FUSED_MIN_ELEMENTS``). All
     compute the same values; :func:`torch.compile` traces the torch forms.
@@ -266,7 +289,7 @@ def gmnm(
     leading = x.shape[:-1]
     x2d = x.reshape(-1, x.shape[-1])  # (N, d)
     args = (x2d, weight, offset, mixture_weight, bias, n_projections)
-    if USE_TRITON and _triton.supports(*args):
+    if _use_triton(args):
         out = _triton.TritonGMNM.apply(*args)
     elif x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS:
         out = _gmnm_autograd(*args)

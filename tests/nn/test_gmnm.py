@@ -381,3 +381,30 @@ def test_both_paths_agree_on_large_inputs(monkeypatch):
     torch.testing.assert_close(custom, plain, atol=1e-5, rtol=1e-5)
     for a, b in zip(custom_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("auto", "auto"), ("1", True), ("TRUE", True), ("0", False), (" false ", False)],
+)
+def test_triton_setting_reads_the_environment_variable(value, expected):
+    assert F._triton_setting(value) == expected
+
+
+def test_triton_setting_rejects_other_values():
+    with pytest.raises(ValueError, match="SKLEARN_GMNM_TRITON='yes'"):
+        F._triton_setting("yes")
+
+
+def test_triton_dispatch_follows_use_triton(monkeypatch):
+    """'auto' takes the kernels up to AUTO_MAX_FEATURES inputs, True wherever they
+    apply, False never (here the kernels are said to apply to everything)."""
+    monkeypatch.setattr(F._triton, "supports", lambda *args: True)
+    narrow, wide = (torch.zeros(3, 32),), (torch.zeros(3, 33),)
+    assert F._triton.AUTO_MAX_FEATURES == 32
+    monkeypatch.setattr(F, "USE_TRITON", "auto")
+    assert F._use_triton(narrow) and not F._use_triton(wide)
+    monkeypatch.setattr(F, "USE_TRITON", True)
+    assert F._use_triton(narrow) and F._use_triton(wide)
+    monkeypatch.setattr(F, "USE_TRITON", False)
+    assert not F._use_triton(narrow) and not F._use_triton(wide)

@@ -167,6 +167,7 @@ def test_layer_on_cuda_takes_the_kernels_and_matches_torch(
     torch.manual_seed(0)
     layer = GMNM(5, 3, n_components=40, explicit_centers=explicit_centers).cuda()
     x = torch.randn(1000, 7, 5, device="cuda")  # (N, T, d): flattened for the kernels
+    monkeypatch.setattr(F, "USE_TRITON", "auto")  # the default: 5 features take them
     calls = []
     original = _triton.TritonGMNM.apply
     monkeypatch.setattr(
@@ -183,6 +184,23 @@ def test_layer_on_cuda_takes_the_kernels_and_matches_torch(
     torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-4)
     for a, b in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4 * b.abs().max().item(), rtol=1e-3)
+
+
+@requires_gpu
+def test_wide_inputs_take_the_kernels_only_when_asked(monkeypatch):
+    layer = GMNM(40, 2, n_components=16).cuda()
+    x = torch.randn(100, 40, device="cuda")
+    calls = []
+    original = _triton.TritonGMNM.apply
+    monkeypatch.setattr(
+        _triton.TritonGMNM, "apply", lambda *a: calls.append(1) or original(*a)
+    )
+    monkeypatch.setattr(F, "USE_TRITON", "auto")
+    layer(x)
+    assert not calls  # 40 > AUTO_MAX_FEATURES: torch's operations
+    monkeypatch.setattr(F, "USE_TRITON", True)
+    layer(x)
+    assert calls
 
 
 @requires_gpu
