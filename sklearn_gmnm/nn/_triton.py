@@ -34,6 +34,7 @@ a GPU.
 import contextlib
 import math
 import os
+import warnings
 
 import torch
 
@@ -53,6 +54,9 @@ MAX_FEATURES = 128
 # features, 1.14x at 4,096 rows but 0.66x at 65,536.
 AUTO_MAX_FEATURES = 32
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+# Set to the error when the kernels failed to compile or launch on this machine: the
+# process then uses torch's operations (see TritonGMNM).
+_failure = None
 
 
 def available() -> bool:
@@ -76,7 +80,9 @@ def supports(x, weight, offset, mixture_weight, bias, n_projections) -> bool:
     ``MAX_FEATURES``, outside of :func:`torch.compile` (which fuses the torch form
     itself) and of CUDA autocast (whose lower precision torch's operations honour).
     """
-    if not (available() and x.is_cuda) or torch.compiler.is_compiling():
+    if not (available() and x.is_cuda) or _failure is not None:
+        return False
+    if torch.compiler.is_compiling():
         return False
     tensors = [x, weight, offset, mixture_weight] + ([] if bias is None else [bias])
     return (
@@ -530,41 +536,77 @@ def _on_device(x):
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
+def _run_or_fall_back(kernels, torch_form):
+    """``kernels()``, or ``torch_form()`` with a warning if the kernels fail here.
+
+    A GPU, driver or Triton version the kernels do not compile or run on (or a bug in
+    them) must not stop a fit: the first failure is reported once, and this process
+    uses torch's operations from then on. Running out of GPU memory is not such a
+    failure and is raised as it is.
+    """
+    global _failure
+    if _failure is None:
+        try:
+            return kernels()
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as error:
+            _failure = error
+            warnings.warn(
+                f"The GMNM Triton kernels failed on this machine ({type(error).__name__}: "
+                f"{error}); sklearn_gmnm uses torch's operations instead for the rest of "
+                "this process. Set the environment variable SKLEARN_GMNM_TRITON=0 to "
+                "use them from the start.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    return torch_form()
+
+
 class TritonGMNM(torch.autograd.Function):
-    """A GMNM layer through the Triton kernels: keeps only ``x`` for backward."""
+    """A GMNM layer through the Triton kernels: keeps only ``x`` for backward.
+
+    Where the kernels fail (see ``_run_or_fall_back``) the same node computes the layer
+    and its gradients with torch's operations.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, offset, mixture_weight, bias, n_projections):
+        from .functional import _gmnm_autograd
+
         x, weight, offset, mixture_weight = (
             t.contiguous() for t in (x, weight, offset, mixture_weight)
         )
         ctx.n_projections = n_projections
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight, offset, mixture_weight)
-        with _on_device(x):
-            return _forward(x, weight, offset, mixture_weight, bias, n_projections)
+        args = (x, weight, offset, mixture_weight, bias, n_projections)
+
+        def kernels():
+            with _on_device(x):
+                return _forward(*args)
+
+        return _run_or_fall_back(kernels, lambda: _gmnm_autograd(*args))
 
     @staticmethod
     def backward(ctx, grad_out):
+        from .functional import _gmnm_torch_backward
+
         x, weight, offset, mixture_weight = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        if torch.is_grad_enabled():  # a second derivative: differentiable torch ops
-            from .functional import _gmnm_torch_backward
+        k, has_bias = ctx.n_projections, ctx.has_bias
+        tensors = (x, weight, offset, mixture_weight)
 
-            return _gmnm_torch_backward(
-                x,
-                weight,
-                offset,
-                mixture_weight,
-                None,
-                grad_out,
-                ctx.n_projections,
-                ctx.has_bias,
-                needs,
-            )
-        with _on_device(x):
-            grads = _backward(
-                x, weight, offset, mixture_weight, grad_out, ctx.n_projections, needs
-            )
-        grad_bias = grad_out.sum(0) if ctx.has_bias and needs[4] else None
-        return (*grads, grad_bias, None)
+        def torch_form():  # differentiable when grad mode is on (a second derivative)
+            return _gmnm_torch_backward(*tensors, None, grad_out, k, has_bias, needs)
+
+        if torch.is_grad_enabled():
+            return torch_form()
+
+        def kernels():
+            with _on_device(x):
+                grads = _backward(*tensors, grad_out, k, needs)
+            grad_bias = grad_out.sum(0) if has_bias and needs[4] else None
+            return (*grads, grad_bias, None)
+
+        return _run_or_fall_back(kernels, torch_form)

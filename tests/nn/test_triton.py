@@ -132,6 +132,40 @@ def test_second_derivative_matches_torch():
     torch.testing.assert_close(grad_pi, grad_pi_ref, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("failing", ["_forward", "_backward"])
+def test_a_failing_kernel_falls_back_to_torch_with_a_warning(failing, monkeypatch):
+    """A GPU or Triton version the kernels do not run on must not stop a fit."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel for this GPU")
+
+    monkeypatch.setattr(_triton, failing, broken)
+    monkeypatch.setattr(_triton, "_failure", None)  # restored after the test
+    tensors = random_layer_tensors(40, 3, 10, 2, 2, True)
+    with pytest.warns(RuntimeWarning, match="SKLEARN_GMNM_TRITON=0"):
+        y = _triton.TritonGMNM.apply(*tensors, 2)
+        grads = torch.autograd.grad(y.square().sum(), tensors)
+    assert isinstance(_triton._failure, RuntimeError)
+    y_ref = F._gmnm_autograd(*tensors, 2)
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), tensors)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=1e-4)
+    if ON_CUDA:  # from now on the layer does not even try the kernels
+        assert not _triton.supports(*tensors, 2)
+
+
+def test_running_out_of_memory_is_not_a_kernel_failure(monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(_triton, "_forward", out_of_memory)
+    monkeypatch.setattr(_triton, "_failure", None)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        _triton.TritonGMNM.apply(*random_layer_tensors(8, 2, 4, 1, 1, True), 1)
+    assert _triton._failure is None
+
+
 def test_precision_follows_torch_matmul_setting():
     before = torch.get_float32_matmul_precision()
     try:
