@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, in one run, most important first: the CUDA and Triton
 # tests, the GPU layer-speed table, the GPU estimator-speed table and the million-row
-# scale run on the GPU (2 epochs: per-epoch times). At most about 9.5 minutes (run it with
-# a 600 s limit). Run from the
-# repository root on a machine with CUDA:
+# scale run on the GPU (2 epochs: per-epoch times). At most about 9.5 minutes (run it
+# with a 600 s limit). Run from the repository root on a machine with CUDA:
 #
 #     bash benchmarks/gpu_checks.sh [COPY_RESULTS_TO]
 #
@@ -34,6 +33,7 @@ layer = GMNM(4, 2).cuda()
 x = torch.randn(300, 4, device="cuda")
 assert _triton.supports(x, layer.weight, layer.offsets(), layer.mixture_weight, layer.bias, 2)
 layer(x).sum().backward()
+assert _triton._failure is None, _triton._failure  # the kernels ran: no fallback
 print("Triton kernels: ok")
 PY
     then
