@@ -128,6 +128,16 @@ def _tuned(kernel):
 if triton is not None:
 
     @triton.jit
+    def _load_tile(ptr, rows, row_ok, cols, col_ok, WIDTH):
+        """Rows ``rows`` and columns ``cols`` of a row-major matrix WIDTH wide; zero
+        where masked."""
+        return tl.load(
+            ptr + rows[:, None] * WIDTH + cols[None, :],
+            mask=row_ok[:, None] & col_ok[None, :],
+            other=0.0,
+        )
+
+    @triton.jit
     def _projections(
         x,
         w_ptr,
@@ -143,21 +153,41 @@ if triton is not None:
     ):
         """h_j = x @ A_j.T + c_j for a block of Gaussians: (BLOCK_N, BLOCK_M)."""
         rows = j * M + comps
-        w = tl.load(
-            w_ptr + rows[:, None] * D + cols_d[None, :],
-            mask=m_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        )  # (BLOCK_M, BLOCK_D)
+        w = _load_tile(w_ptr, rows, m_ok, cols_d, d_ok, D)  # (BLOCK_M, BLOCK_D)
         c = tl.load(c_ptr + rows, mask=m_ok, other=0.0)  # (BLOCK_M,)
         return tl.dot(x, tl.trans(w), input_precision=PREC) + c[None, :]
 
     @triton.jit
-    def _responses(h0, h1, K: tl.constexpr, FLOOR: tl.constexpr):
-        """phi = exp(-0.5 * sum_j h_j**2), the exponent floored as in torch's path."""
+    def _block_responses(
+        x,
+        w_ptr,
+        c_ptr,
+        pi_ptr,
+        comps,
+        m_ok,
+        cols_d,
+        d_ok,
+        cols_o,
+        o_ok,
+        D,
+        M,
+        K: tl.constexpr,
+        FLOOR: tl.constexpr,
+        PREC: tl.constexpr,
+    ):
+        """For a block of Gaussians: the projections h_0 and h_1 (h_1 = h_0 when k=1),
+        phi = exp(-0.5 * sum_j h_j**2) with the exponent floored as in torch's path,
+        all (BLOCK_N, BLOCK_M), and the block's mixture weights (BLOCK_OUT, BLOCK_M),
+        zero past M so that padded Gaussians add nothing."""
+        h0 = _projections(x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 0, PREC)
         y = h0 * h0
+        h1 = h0
         if K == 2:
+            h1 = _projections(x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 1, PREC)
             y += h1 * h1
-        return tl.exp(tl.maximum(-0.5 * y, FLOOR))
+        phi = tl.exp(tl.maximum(-0.5 * y, FLOOR))
+        pi = _load_tile(pi_ptr, cols_o, o_ok, comps, m_ok, M)
+        return h0, h1, phi, pi
 
     @_tuned
     @triton.jit
@@ -187,27 +217,15 @@ if triton is not None:
         d_ok = cols_d < D
         cols_o = tl.arange(0, BLOCK_OUT)
         o_ok = cols_o < OUT
-        x = tl.load(
-            x_ptr + rows[:, None] * D + cols_d[None, :],
-            mask=row_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        )  # (BLOCK_N, BLOCK_D)
+        x = _load_tile(x_ptr, rows, row_ok, cols_d, d_ok, D)  # (BLOCK_N, BLOCK_D)
         acc = tl.zeros((BLOCK_N, BLOCK_OUT), dtype=tl.float32)
         for m0 in range(0, M, BLOCK_M):
             comps = m0 + tl.arange(0, BLOCK_M)
             m_ok = comps < M
-            h0 = _projections(x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 0, PREC)
-            h1 = h0
-            if K == 2:
-                h1 = _projections(
-                    x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 1, PREC
-                )
-            phi = _responses(h0, h1, K, FLOOR)  # (BLOCK_N, BLOCK_M)
-            pi = tl.load(
-                pi_ptr + cols_o[:, None] * M + comps[None, :],
-                mask=o_ok[:, None] & m_ok[None, :],
-                other=0.0,
-            )  # (BLOCK_OUT, BLOCK_M); zero past M, so padded Gaussians add nothing
+            _h0, _h1, phi, pi = _block_responses(
+                x, w_ptr, c_ptr, pi_ptr, comps, m_ok, cols_d, d_ok, cols_o, o_ok,
+                D, M, K, FLOOR, PREC,
+            )  # fmt: skip
             acc += tl.dot(phi, tl.trans(pi), input_precision=PREC)
         if HAS_BIAS:
             acc += tl.load(b_ptr + cols_o, mask=o_ok, other=0.0)[None, :]
@@ -238,16 +256,10 @@ if triton is not None:
     ):
         """Recompute h_j and phi for a block of Gaussians, and the factor
         s = -(grad_out @ Pi) * phi with d loss / d h_j = s * h_j."""
-        h0 = _projections(x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 0, PREC)
-        h1 = h0
-        if K == 2:
-            h1 = _projections(x, w_ptr, c_ptr, comps, m_ok, cols_d, d_ok, D, M, 1, PREC)
-        phi = _responses(h0, h1, K, FLOOR)  # (BLOCK_N, BLOCK_M)
-        pi = tl.load(
-            pi_ptr + cols_o[:, None] * M + comps[None, :],
-            mask=o_ok[:, None] & m_ok[None, :],
-            other=0.0,
-        )  # (BLOCK_OUT, BLOCK_M)
+        h0, h1, phi, pi = _block_responses(
+            x, w_ptr, c_ptr, pi_ptr, comps, m_ok, cols_d, d_ok, cols_o, o_ok,
+            D, M, K, FLOOR, PREC,
+        )  # fmt: skip
         s = -tl.dot(g_out, pi, input_precision=PREC) * phi  # (BLOCK_N, BLOCK_M)
         return h0, h1, phi, s
 
@@ -278,50 +290,22 @@ if triton is not None:
         d_ok = cols_d < D
         cols_o = tl.arange(0, BLOCK_OUT)
         o_ok = cols_o < OUT
-        x = tl.load(
-            x_ptr + rows[:, None] * D + cols_d[None, :],
-            mask=row_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        )  # (BLOCK_N, BLOCK_D)
-        g_out = tl.load(
-            g_ptr + rows[:, None] * OUT + cols_o[None, :],
-            mask=row_ok[:, None] & o_ok[None, :],
-            other=0.0,
+        x = _load_tile(x_ptr, rows, row_ok, cols_d, d_ok, D)  # (BLOCK_N, BLOCK_D)
+        g_out = _load_tile(
+            g_ptr, rows, row_ok, cols_o, o_ok, OUT
         )  # (BLOCK_N, BLOCK_OUT)
         gx = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         for m0 in range(0, M, BLOCK_M):
             comps = m0 + tl.arange(0, BLOCK_M)
             m_ok = comps < M
             h0, h1, _phi, s = _grad_scale(
-                x,
-                g_out,
-                w_ptr,
-                c_ptr,
-                pi_ptr,
-                comps,
-                m_ok,
-                cols_d,
-                d_ok,
-                cols_o,
-                o_ok,
-                D,
-                M,
-                K,
-                FLOOR,
-                PREC,
-            )
-            w0 = tl.load(
-                w_ptr + comps[:, None] * D + cols_d[None, :],
-                mask=m_ok[:, None] & d_ok[None, :],
-                other=0.0,
-            )  # (BLOCK_M, BLOCK_D): A_0 for this block
+                x, g_out, w_ptr, c_ptr, pi_ptr, comps, m_ok, cols_d, d_ok, cols_o,
+                o_ok, D, M, K, FLOOR, PREC,
+            )  # fmt: skip
+            w0 = _load_tile(w_ptr, comps, m_ok, cols_d, d_ok, D)  # (BLOCK_M, BLOCK_D)
             gx += tl.dot(s * h0, w0, input_precision=PREC)
             if K == 2:
-                w1 = tl.load(
-                    w_ptr + (M + comps)[:, None] * D + cols_d[None, :],
-                    mask=m_ok[:, None] & d_ok[None, :],
-                    other=0.0,
-                )
+                w1 = _load_tile(w_ptr, M + comps, m_ok, cols_d, d_ok, D)
                 gx += tl.dot(s * h1, w1, input_precision=PREC)
         tl.store(
             gx_ptr + rows[:, None] * D + cols_d[None, :],
@@ -368,34 +352,13 @@ if triton is not None:
         for tile in range(group, tl.cdiv(N, BLOCK_N), GROUPS):  # every GROUPS-th tile
             rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
             row_ok = rows < N
-            x = tl.load(
-                x_ptr + rows[:, None] * D + cols_d[None, :],
-                mask=row_ok[:, None] & d_ok[None, :],
-                other=0.0,
-            )  # (BLOCK_N, BLOCK_D)
-            g_out = tl.load(
-                g_ptr + rows[:, None] * OUT + cols_o[None, :],
-                mask=row_ok[:, None] & o_ok[None, :],
-                other=0.0,
-            )  # (BLOCK_N, BLOCK_OUT); zero on padded rows, so they add nothing
+            x = _load_tile(x_ptr, rows, row_ok, cols_d, d_ok, D)  # (BLOCK_N, BLOCK_D)
+            # (BLOCK_N, BLOCK_OUT); zero on padded rows, so that they add nothing
+            g_out = _load_tile(g_ptr, rows, row_ok, cols_o, o_ok, OUT)
             h0, h1, phi, s = _grad_scale(
-                x,
-                g_out,
-                w_ptr,
-                c_ptr,
-                pi_ptr,
-                comps,
-                m_ok,
-                cols_d,
-                d_ok,
-                cols_o,
-                o_ok,
-                D,
-                M,
-                K,
-                FLOOR,
-                PREC,
-            )
+                x, g_out, w_ptr, c_ptr, pi_ptr, comps, m_ok, cols_d, d_ok, cols_o,
+                o_ok, D, M, K, FLOOR, PREC,
+            )  # fmt: skip
             gpi += tl.dot(tl.trans(g_out), phi, input_precision=PREC)
             gh0 = s * h0  # (BLOCK_N, BLOCK_M)
             gw0 += tl.dot(tl.trans(gh0), x, input_precision=PREC)
