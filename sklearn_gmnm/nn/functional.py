@@ -99,11 +99,24 @@ def _gaussian_responses(h: Tensor, n_projections: int) -> Tensor:
     return y.clamp_(min=_exponent_floor(h.dtype)).exp_()  # (N, m)
 
 
-# Below this many elements in h (rows x k*m), autograd's C++ nodes beat the custom node,
-# whose Python-level backward costs a fixed overhead per call; above it, the custom
-# node's fewer memory passes win (up to 1.4x at 2**20 elements on 2 CPU cores, and it
-# saves 30% memory). Measured in benchmarks/layer_speed.py (columns autograd, custom).
+# When a gradient is wanted, inputs with at least this many elements in h (rows x k*m)
+# go through the custom node below, smaller ones through autograd's op-by-op graph.
+# The node, keeping phi, is faster well below this threshold too: on 2 CPU cores
+# (benchmarks/results/autograd_paths.md) it took 0.88-0.91x autograd's time for a
+# training step at 32-200 rows with k=1 and 128 Gaussians (the estimators' layer), and
+# tied at 8 rows. The threshold stays where it was measured first (up to 1.4x for the
+# node at 2**20 elements), because moving it changes the rounding of the gradients of
+# every smaller layer, and so every committed training result that uses one; lowering
+# it is for a release that re-runs the benchmarks. Without a gradient (inference) the
+# plain operations run at every size: no node is needed, their output is bitwise the
+# node's, and they are faster for small inputs (29 vs 39 us at 8 rows).
 FUSED_MIN_ELEMENTS = 2**17
+
+# Up to this many elements in phi (rows x m) the custom node keeps phi for backward
+# instead of recomputing it from h: 2-20% faster steps at 8-1,024 rows in the same
+# file, for at most 1 MiB (float32) more memory, and bitwise the same gradients. Above
+# it, recomputing keeps the saved memory that of a Linear+ReLU block of width k*m.
+SAVE_PHI_MAX_ELEMENTS = 2**18
 
 
 def _triton_setting(value: str):
@@ -146,9 +159,10 @@ class _FusedGMNM(torch.autograd.Function):
     """GMNM forward and backward in one autograd node.
 
     Autograd on the plain formula keeps ``h`` (N, k*m), its square, the sum and ``phi``
-    alive until backward and launches one kernel per step. This node keeps only the input
-    and ``h`` and recomputes ``phi`` from ``h`` in backward (one elementwise pass), so its
-    saved memory is that of a Linear+ReLU block whose hidden width is ``k*m``. (Keeping
+    alive until backward and launches one kernel per step. This node keeps the input,
+    ``h`` and, for small inputs, ``phi`` (see ``SAVE_PHI_MAX_ELEMENTS``); for larger ones
+    it recomputes ``phi`` from ``h`` in backward (one elementwise pass), so that its saved
+    memory is that of a Linear+ReLU block whose hidden width is ``k*m``. (Keeping
     ``phi`` and recomputing ``h`` instead was slower at every size measured.)
 
     When a second derivative is asked for (``create_graph=True``, as physics-informed
@@ -162,14 +176,15 @@ class _FusedGMNM(torch.autograd.Function):
         phi = _gaussian_responses(h, n_projections)  # (N, m)
         ctx.n_projections = n_projections
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(x, weight, offset, mixture_weight, h)
+        keep_phi = phi if phi.numel() <= SAVE_PHI_MAX_ELEMENTS else None
+        ctx.save_for_backward(x, weight, offset, mixture_weight, h, keep_phi)
         if bias is None:
             return phi @ mixture_weight.t()  # (N, out)
         return torch.addmm(bias, phi, mixture_weight.t())  # (N, out)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight, offset, mixture_weight, h = ctx.saved_tensors
+        x, weight, offset, mixture_weight, h, phi = ctx.saved_tensors
         return _gmnm_torch_backward(
             x,
             weight,
@@ -180,15 +195,26 @@ class _FusedGMNM(torch.autograd.Function):
             ctx.n_projections,
             ctx.has_bias,
             ctx.needs_input_grad,
+            phi=phi,
         )
 
 
 def _gmnm_torch_backward(
-    x, weight, offset, mixture_weight, h, grad_out, n_projections, has_bias, needs
+    x,
+    weight,
+    offset,
+    mixture_weight,
+    h,
+    grad_out,
+    n_projections,
+    has_bias,
+    needs,
+    phi=None,
 ):
     """Gradients of a GMNM layer for (x, weight, offset, mixture_weight, bias, k).
 
-    ``h`` is the saved projection tensor (N, k*m), or None to recompute it. With grad
+    ``h`` is the saved projection tensor (N, k*m), or None to recompute it; ``phi`` the
+    saved responses (N, m), or None to recompute them from ``h``. With grad
     mode on (a second derivative is asked for, ``create_graph=True``, as physics-informed
     losses do), ``h`` and ``phi`` are rebuilt from the inputs with differentiable
     operations, so the graph through them is exact. ``needs`` is the autograd node's
@@ -198,7 +224,9 @@ def _gmnm_torch_backward(
     n = x.shape[0]
     if h is None or torch.is_grad_enabled():
         h = torch.addmm(offset, x, weight.t())  # (N, k*m)
-    phi = _gaussian_responses(h, k)  # (N, m)
+        phi = None
+    if phi is None:
+        phi = _gaussian_responses(h, k)  # (N, m)
 
     grad_mixture = grad_out.t() @ phi if needs[3] else None  # (out, m)
     grad_bias = grad_out.sum(0) if has_bias and needs[4] else None
@@ -251,9 +279,10 @@ def gmnm(
     Float32 inputs on a CUDA GPU go through Triton kernels that keep the hidden tensors
     in registers (``sklearn_gmnm.nn._triton``; where Triton is installed, for
     ``n_projections`` 1 or 2, by default up to 32 input features: see ``USE_TRITON``).
-    Otherwise large inputs go through a custom autograd node (one
-    node, a hand-written backward that keeps only ``x`` and ``h``) and small ones through
-    plain autograd operations, which are faster there (see ``FUSED_MIN_ELEMENTS``). All
+    Otherwise, when a gradient is wanted, large inputs go through a custom
+    autograd node (one node, a hand-written backward that keeps ``x``, ``h`` and, up to
+    ``SAVE_PHI_MAX_ELEMENTS``, ``phi``) and small ones (see ``FUSED_MIN_ELEMENTS``)
+    through plain autograd operations; inference always takes the plain operations. All
     compute the same values; :func:`torch.compile` traces the torch forms.
 
     Parameters
@@ -289,9 +318,13 @@ def gmnm(
     leading = x.shape[:-1]
     x2d = x.reshape(-1, x.shape[-1])  # (N, d)
     args = (x2d, weight, offset, mixture_weight, bias, n_projections)
+    tensors = (x2d, weight, offset, mixture_weight, bias)
+    wants_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in tensors
+    )
     if _use_triton(args):
         out = _triton.TritonGMNM.apply(*args)
-    elif x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS:
+    elif not wants_grad or x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS:
         out = _gmnm_autograd(*args)
     else:
         out = _FusedGMNM.apply(*args)

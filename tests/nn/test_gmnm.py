@@ -408,3 +408,50 @@ def test_triton_dispatch_follows_use_triton(monkeypatch):
     assert F._use_triton(narrow) and F._use_triton(wide)
     monkeypatch.setattr(F, "USE_TRITON", False)
     assert not F._use_triton(narrow) and not F._use_triton(wide)
+
+
+def saved_sizes(fn):
+    """Element counts of the tensors autograd keeps for backward while fn runs."""
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sizes
+
+
+@pytest.mark.parametrize("keep_phi", [True, False])
+def test_custom_node_keeps_phi_only_for_small_inputs(keep_phi, monkeypatch):
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)  # the custom node
+    monkeypatch.setattr(F, "SAVE_PHI_MAX_ELEMENTS", 2**62 if keep_phi else 0)
+    torch.manual_seed(0)
+    n, m = 64, 12
+    layer = GMNM(3, 2, n_components=m, n_projections=2)  # h: n * 2m, phi: n * m
+    x = torch.randn(n, 3, requires_grad=True)
+    out, sizes = saved_sizes(lambda: layer(x))
+    assert (n * m in sizes) == keep_phi
+    grads = torch.autograd.grad(out.square().sum(), (x, *layer.parameters()))
+    monkeypatch.setattr(F, "SAVE_PHI_MAX_ELEMENTS", 0 if keep_phi else 2**62)
+    grads_other = torch.autograd.grad(layer(x).square().sum(), (x, *layer.parameters()))
+    for a, b in zip(grads, grads_other, strict=True):  # phi recomputed is phi kept
+        assert torch.equal(a, b)
+
+
+def test_inference_takes_the_plain_operations(monkeypatch):
+    """Without a gradient no autograd node is needed: the plain operations run."""
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)
+    calls = []
+    original = F._FusedGMNM.apply
+    monkeypatch.setattr(
+        F._FusedGMNM, "apply", lambda *a: calls.append(1) or original(*a)
+    )
+    layer = GMNM(3, 2, n_components=8)
+    x = torch.randn(32, 3)
+    with torch.no_grad():
+        expected = layer(x)
+    assert not calls
+    assert torch.equal(layer(x), expected)  # with a gradient: the node, same output
+    assert calls
