@@ -61,7 +61,10 @@ _failure = None
 
 def available() -> bool:
     """Whether Triton 3 or later is importable (``tl.dot`` then takes the precision)."""
-    return triton is not None and int(triton.__version__.split(".")[0]) >= 3
+    return _AVAILABLE
+
+
+_AVAILABLE = triton is not None and int(triton.__version__.split(".")[0]) >= 3
 
 
 def _autocast_on() -> bool:
@@ -80,7 +83,7 @@ def supports(x, weight, offset, mixture_weight, bias, n_projections) -> bool:
     ``MAX_FEATURES``, outside of :func:`torch.compile` (which fuses the torch form
     itself) and of CUDA autocast (whose lower precision torch's operations honour).
     """
-    if not (available() and x.is_cuda) or _failure is not None:
+    if not (x.is_cuda and _AVAILABLE) or _failure is not None:
         return False
     if torch.compiler.is_compiling():
         return False

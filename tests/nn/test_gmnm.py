@@ -455,3 +455,22 @@ def test_inference_takes_the_plain_operations(monkeypatch):
     assert not calls
     assert torch.equal(layer(x), expected)  # with a gradient: the node, same output
     assert calls
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("0", "False"), ("1", "True"), ("", "auto")]
+)
+def test_sklearn_gmnm_triton_environment_variable_sets_use_triton(value, expected):
+    """The variable is read once, at import (here in a fresh interpreter)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "SKLEARN_GMNM_TRITON"}
+    if value:
+        env["SKLEARN_GMNM_TRITON"] = value
+    code = "from sklearn_gmnm.nn import functional as F; print(F.USE_TRITON)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == expected, result.stderr
