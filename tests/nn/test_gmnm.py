@@ -2,6 +2,9 @@
 
 import copy
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -462,10 +465,6 @@ def test_inference_takes_the_plain_operations(monkeypatch):
 )
 def test_sklearn_gmnm_triton_environment_variable_sets_use_triton(value, expected):
     """The variable is read once, at import (here in a fresh interpreter)."""
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "SKLEARN_GMNM_TRITON"}
     if value:
         env["SKLEARN_GMNM_TRITON"] = value
