@@ -21,7 +21,9 @@ with h chosen so both have the same number of trainable parameters. Variants of 
   compiled too, for a like-for-like ratio).
 
 Every timing is the median over ``--repeats`` rounds, models interleaved within a round
-so drifts in machine speed hit all of them alike; ratios are samples/s of the variant
+so drifts in machine speed hit all of them alike (on the CPU in a new, seeded order each
+round, so that no model always runs right after another; each timing lasts at least
+about 10 ms); ratios are samples/s of the variant
 over samples/s of the ReLU block (higher is better for GMNM). Memory: bytes autograd
 saves for backward (exact, per step) and the peak resident memory a training step adds
 (measured in a fresh subprocess per model). Usage::
@@ -38,6 +40,7 @@ default: TF32 off).
 
 import argparse
 import json
+import random
 import subprocess
 import sys
 import time
@@ -349,6 +352,7 @@ def main():
         names.remove("compiled")
 
     rows = []
+    shuffler = random.Random(0)
     for d in dims:
         for n in batches:
             torch._dynamo.reset()  # compile afresh: no recompile limit, no stale cache
@@ -358,9 +362,14 @@ def main():
                 for _ in range(3):
                     train_step(model, x)
             times = {name: [] for name in names}
-            inner = max(1, 2048 // n)  # steps per timing, so each lasts > ~1 ms
+            inner = max(1, 16384 // n)  # steps per timing, so each lasts > ~10 ms
+            order = list(names)
             for _ in range(repeats):
-                for name, model in models.items():
+                # A new order each round, so that no model always runs right after
+                # another one.
+                shuffler.shuffle(order)
+                for name in order:
+                    model = models[name]
                     start = time.perf_counter()
                     for _ in range(inner):
                         train_step(model, x)
