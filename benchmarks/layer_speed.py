@@ -243,7 +243,7 @@ def main_cuda(args):
                 "params_gmnm": count_parameters(models["fused"]),
                 "params_relu": count_parameters(models["relu"]),
                 "relu_samples_per_s": n / t["relu"],
-                "triton_in_use": F.USE_TRITON and _triton.supports(*layer_args, k),
+                "triton_in_use": F._use_triton((*layer_args, k)),
                 "triton_tiles": _triton.chosen_tiles(),
                 "speed_fused_vs_best_relu": best_relu / t["fused"],
                 "compiled_in_use": {

@@ -59,12 +59,12 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _failure = None
 
 
+_AVAILABLE = triton is not None and int(triton.__version__.split(".")[0]) >= 3
+
+
 def available() -> bool:
     """Whether Triton 3 or later is importable (``tl.dot`` then takes the precision)."""
     return _AVAILABLE
-
-
-_AVAILABLE = triton is not None and int(triton.__version__.split(".")[0]) >= 3
 
 
 def _autocast_on() -> bool:
@@ -522,7 +522,7 @@ def _run_or_fall_back(kernels, torch_form):
                 f"The GMNM Triton kernels failed on this machine ({type(error).__name__}: "
                 f"{error}); sklearn_gmnm uses torch's operations instead for the rest of "
                 "this process. Set the environment variable SKLEARN_GMNM_TRITON=0 to "
-                "use them from the start.",
+                "skip the kernels from the start.",
                 RuntimeWarning,
                 stacklevel=4,
             )

@@ -443,14 +443,10 @@ def test_custom_node_keeps_phi_only_for_small_inputs(keep_phi, monkeypatch):
         assert torch.equal(a, b)
 
 
-def test_inference_takes_the_plain_operations(monkeypatch):
+def test_inference_takes_the_plain_operations(monkeypatch, count_calls):
     """Without a gradient no autograd node is needed: the plain operations run."""
     monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)
-    calls = []
-    original = F._FusedGMNM.apply
-    monkeypatch.setattr(
-        F._FusedGMNM, "apply", lambda *a: calls.append(1) or original(*a)
-    )
+    calls = count_calls(F._FusedGMNM)
     layer = GMNM(3, 2, n_components=8)
     x = torch.randn(32, 3)
     with torch.no_grad():

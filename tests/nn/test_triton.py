@@ -5,7 +5,6 @@ interpreter when ``TRITON_INTERPRET=1`` is set before Triton is imported (CI doe
 ``TRITON_INTERPRET=1 python -m pytest tests/nn/test_triton.py``). Elsewhere they skip.
 """
 
-import copy
 import os
 
 import pytest
@@ -196,17 +195,13 @@ def test_supports_only_what_the_kernels_handle():
 @requires_gpu
 @pytest.mark.parametrize("explicit_centers", [True, False])
 def test_layer_on_cuda_takes_the_kernels_and_matches_torch(
-    explicit_centers, monkeypatch
+    explicit_centers, monkeypatch, count_calls
 ):
     torch.manual_seed(0)
     layer = GMNM(5, 3, n_components=40, explicit_centers=explicit_centers).cuda()
     x = torch.randn(1000, 7, 5, device="cuda")  # (N, T, d): flattened for the kernels
     monkeypatch.setattr(F, "USE_TRITON", "auto")  # the default: 5 features take them
-    calls = []
-    original = _triton.TritonGMNM.apply
-    monkeypatch.setattr(
-        _triton.TritonGMNM, "apply", lambda *a: calls.append(1) or original(*a)
-    )
+    calls = count_calls(_triton.TritonGMNM)
     out = layer(x)
     grads = torch.autograd.grad(out.square().sum(), tuple(layer.parameters()))
     assert calls, "the CUDA float32 layer did not run through the Triton kernels"
@@ -221,14 +216,10 @@ def test_layer_on_cuda_takes_the_kernels_and_matches_torch(
 
 
 @requires_gpu
-def test_wide_inputs_take_the_kernels_only_when_asked(monkeypatch):
+def test_wide_inputs_take_the_kernels_only_when_asked(monkeypatch, count_calls):
     layer = GMNM(40, 2, n_components=16).cuda()
     x = torch.randn(100, 40, device="cuda")
-    calls = []
-    original = _triton.TritonGMNM.apply
-    monkeypatch.setattr(
-        _triton.TritonGMNM, "apply", lambda *a: calls.append(1) or original(*a)
-    )
+    calls = count_calls(_triton.TritonGMNM)
     monkeypatch.setattr(F, "USE_TRITON", "auto")
     layer(x)
     assert not calls  # 40 > AUTO_MAX_FEATURES: torch's operations
@@ -248,7 +239,6 @@ def test_training_a_network_on_cuda_matches_the_torch_path(monkeypatch):
         monkeypatch.setattr(F, "USE_TRITON", use_triton)
         torch.manual_seed(1)
         net = GMNMMLP(6, 1, hidden_layer_sizes=(16,), n_components=32).cuda()
-        net = copy.deepcopy(net)
         opt = torch.optim.Adam(net.parameters(), lr=1e-2)
         for _ in range(20):
             opt.zero_grad()
