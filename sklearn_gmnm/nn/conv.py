@@ -122,9 +122,10 @@ class GMNMConv2d(GMNM):
     def _projection_args(self) -> dict:
         """The projection kernel, offsets and geometry, as the functional forms take
         them."""
+        projections = self.projections()
         return {
-            "weight": self.weight.view(-1, self.in_channels, *self.kernel_size),
-            "offset": self.offsets(),
+            "weight": projections.view(-1, self.in_channels, *self.kernel_size),
+            "offset": self.offsets(projections),
             "n_projections": self.n_projections,
             "stride": self.stride,
             "padding": self.padding,

@@ -88,6 +88,16 @@ class GMNM(nn.Module):
         be read back and initialised from data exactly. If False, the offsets ``c`` are
         learnt directly, which saves ``m * (in_features - k)`` parameters when
         ``k < in_features``; :meth:`gaussians` then reports the minimum-norm centre.
+    relative_projections : bool, default=False
+        If True, ``weight`` holds the projections in units of their starting scale:
+        ``A = projection_scale * weight``, where the buffer ``projection_scale`` is the
+        mean norm of the projection rows (1 / the mean width) set by
+        :meth:`reset_parameters` and :meth:`init_from_data`. The function is the same;
+        what changes is training: an optimiser such as Adam, whose steps have a size
+        that does not depend on the parameter's scale, then moves the projections in
+        steps proportional to their size, whatever the units of the input. In
+        ``benchmarks/function_approx.py`` it lowered the geometric-mean test MSE of a
+        32-Gaussian layer; the estimators do not use it.
     device, dtype
         Factory arguments, as for :class:`torch.nn.Linear`.
 
@@ -95,7 +105,10 @@ class GMNM(nn.Module):
     ----------
     weight : Parameter of shape (n_projections * n_components, in_features)
         The projection matrices, projection-major: ``weight.view(k, m, -1)[:, i]`` is
-        ``A_i`` (use :meth:`gaussians` to read them).
+        ``A_i`` (divided by ``projection_scale`` if ``relative_projections``; use
+        :meth:`projections` or :meth:`gaussians` to read them).
+    projection_scale : Tensor of shape () or None
+        The buffer that scales ``weight`` (only when ``relative_projections=True``).
     centers : Parameter of shape (n_components, in_features)
         The centres ``mu_i`` (only when ``explicit_centers=True``).
     offset : Parameter of shape (n_projections * n_components,)
@@ -123,6 +136,7 @@ class GMNM(nn.Module):
         n_projections: int = 2,
         bias: bool = True,
         explicit_centers: bool = True,
+        relative_projections: bool = False,
         device=None,
         dtype=None,
     ) -> None:
@@ -140,8 +154,13 @@ class GMNM(nn.Module):
         self.n_components = n_components
         self.n_projections = n_projections
         self.explicit_centers = explicit_centers
+        self.relative_projections = relative_projections
         mk = n_components * n_projections
         self.weight = nn.Parameter(torch.empty(mk, in_features, **factory_kwargs))
+        if relative_projections:
+            self.register_buffer("projection_scale", torch.ones((), **factory_kwargs))
+        else:
+            self.register_buffer("projection_scale", None)
         if explicit_centers:
             self.centers = nn.Parameter(
                 torch.empty(n_components, in_features, **factory_kwargs)
@@ -211,12 +230,18 @@ class GMNM(nn.Module):
         )  # (m, k, d)
         projections = directions / widths.view(-1, 1, 1)  # (m, k, d)
         # projection-major layout: row j*m + i is projection j of Gaussian i
-        self.weight.copy_(projections.transpose(0, 1).reshape(-1, self.in_features))
+        projections = projections.transpose(0, 1).reshape(-1, self.in_features)
+        if self.relative_projections:
+            # rows are unit directions over widths: their mean norm is 1 / mean width
+            self.projection_scale.copy_(projections.norm(dim=1).mean())
+            self.weight.copy_(projections / self.projection_scale)
+        else:
+            self.weight.copy_(projections)
         if self.explicit_centers:
             self.centers.copy_(centers)
         else:
             self.offset.copy_(
-                F.gaussian_offsets(self.weight, centers, self.n_projections)
+                F.gaussian_offsets(projections, centers, self.n_projections)
             )
 
     @torch.no_grad()
@@ -358,10 +383,25 @@ class GMNM(nn.Module):
         )
         return self
 
-    def offsets(self) -> Tensor:
-        """The fused offsets ``c_i = -A_i mu_i``, of shape (k * m,), projection-major."""
+    def projections(self) -> Tensor:
+        """The projection matrices ``A``, of shape (k * m, in_features), projection-major.
+
+        ``weight`` itself, or ``projection_scale * weight`` with
+        ``relative_projections=True``; differentiable.
+        """
+        if self.relative_projections:
+            return self.weight * self.projection_scale
+        return self.weight
+
+    def offsets(self, projections: Tensor | None = None) -> Tensor:
+        """The fused offsets ``c_i = -A_i mu_i``, of shape (k * m,), projection-major.
+
+        ``projections`` is :meth:`projections`, if already computed.
+        """
         if self.explicit_centers:
-            return F.gaussian_offsets(self.weight, self.centers, self.n_projections)
+            if projections is None:
+                projections = self.projections()
+            return F.gaussian_offsets(projections, self.centers, self.n_projections)
         return self.offset
 
     def forward(self, input: Tensor) -> Tensor:
@@ -370,10 +410,11 @@ class GMNM(nn.Module):
                 f"Expected input with last dimension in_features={self.in_features}, "
                 f"got shape {tuple(input.shape)}."
             )
+        projections = self.projections()
         return F.gmnm(
             input,
-            self.weight,
-            self.offsets(),
+            projections,
+            self.offsets(projections),
             self.mixture_weight,
             self.bias,
             n_projections=self.n_projections,
@@ -381,7 +422,10 @@ class GMNM(nn.Module):
 
     def basis(self, input: Tensor) -> Tensor:
         """Gaussian responses ``phi`` of shape (..., n_components), each in (0, 1]."""
-        return F.gmnm_basis(input, self.weight, self.offsets(), self.n_projections)
+        projections = self.projections()
+        return F.gmnm_basis(
+            input, projections, self.offsets(projections), self.n_projections
+        )
 
     @torch.no_grad()
     def gaussians(self) -> dict:
@@ -399,7 +443,7 @@ class GMNM(nn.Module):
             ``'mixture_weights'`` (out_features, m): the weights ``pi``.
         """
         m, k = self.n_components, self.n_projections
-        projections = self.weight.view(k, m, -1).transpose(0, 1)  # (m, k, d)
+        projections = self.projections().view(k, m, -1).transpose(0, 1)  # (m, k, d)
         if self.explicit_centers:
             centers = self.centers.clone()
         else:  # minimum-norm solution of A_i mu_i = -c_i
@@ -418,6 +462,7 @@ class GMNM(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"n_components={self.n_components}, n_projections={self.n_projections}, "
             f"bias={self.bias is not None}, explicit_centers={self.explicit_centers}"
+            + (", relative_projections=True" if self.relative_projections else "")
         )
 
 
@@ -449,6 +494,8 @@ class GMNMMLP(nn.Module):
         to its output (``x + GMNM(x)``).
     explicit_centers : bool, default=True
         Passed to every :class:`GMNM` layer.
+    relative_projections : bool, default=False
+        Passed to every :class:`GMNM` layer.
     device, dtype
         Factory arguments.
 
@@ -471,6 +518,7 @@ class GMNMMLP(nn.Module):
         embedding_dim: int | None = None,
         residual: bool = False,
         explicit_centers: bool = True,
+        relative_projections: bool = False,
         device=None,
         dtype=None,
     ) -> None:
@@ -497,6 +545,7 @@ class GMNMMLP(nn.Module):
                     n_components=n_components,
                     n_projections=n_projections,
                     explicit_centers=explicit_centers,
+                    relative_projections=relative_projections,
                     **factory_kwargs,
                 )
             )

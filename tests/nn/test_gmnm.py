@@ -275,6 +275,94 @@ def test_layer_learns_a_bump():
     assert loss.item() < 0.01 * y.var().item()
 
 
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_relative_projections_give_the_same_layer_in_other_units(explicit_centers):
+    """The same Gaussians as the plain layer; weight holds A / projection_scale."""
+    X = np.random.default_rng(0).uniform(-3, 3, size=(300, 2))
+    plain = GMNM(2, 3, n_components=8, explicit_centers=explicit_centers)
+    relative = GMNM(
+        2,
+        3,
+        n_components=8,
+        explicit_centers=explicit_centers,
+        relative_projections=True,
+    )
+    relative.load_state_dict(
+        {**plain.state_dict(), "projection_scale": torch.tensor(1.0)}
+    )
+    plain.init_from_data(X, random_state=0)
+    relative.init_from_data(X, random_state=0)
+    # the buffer is the mean norm of A's rows, so weight's rows have mean norm 1
+    scale = plain.weight.norm(dim=1).mean()
+    torch.testing.assert_close(relative.projection_scale, scale)
+    torch.testing.assert_close(relative.weight.norm(dim=1).mean(), torch.tensor(1.0))
+    torch.testing.assert_close(relative.projections(), plain.weight)
+    x = torch.as_tensor(X, dtype=torch.float32)
+    torch.testing.assert_close(relative(x), plain(x))
+    torch.testing.assert_close(relative.basis(x), plain.basis(x))
+    for key, value in plain.gaussians().items():
+        torch.testing.assert_close(relative.gaussians()[key], value)
+    # the gradient reaches weight through the scale: scale * dL/dA
+    plain(x).square().mean().backward()
+    relative(x).square().mean().backward()
+    torch.testing.assert_close(relative.weight.grad, scale * plain.weight.grad)
+    assert not relative.projection_scale.requires_grad
+    assert "relative_projections=True" in repr(relative)
+    assert "relative_projections" not in repr(plain)
+
+
+def test_relative_projections_state_dict_and_dtype():
+    torch.manual_seed(0)
+    a = GMNM(3, 2, n_components=5, relative_projections=True)
+    # without data the scale is 1 / default_width()
+    torch.testing.assert_close(
+        a.projection_scale, torch.tensor(1.0 / a.default_width())
+    )
+    with torch.no_grad():
+        a.projection_scale.fill_(2.5)
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    b = GMNM(3, 2, n_components=5, relative_projections=True)
+    b.load_state_dict(torch.load(buffer))
+    x = torch.randn(10, 3)
+    torch.testing.assert_close(a(x), b(x), atol=0, rtol=0)
+    b = b.double()
+    assert b.projection_scale.dtype == torch.float64
+    assert b(x.double()).dtype == torch.float64
+    with pytest.raises(RuntimeError, match="projection_scale"):
+        GMNM(3, 2, n_components=5).load_state_dict(a.state_dict())
+
+
+def test_relative_projections_change_adam_steps_on_the_projections():
+    """Adam moves weight by about lr whatever its scale: A moves by scale * lr."""
+    X = np.random.default_rng(0).uniform(-1, 1, size=(200, 2))
+    x = torch.as_tensor(X, dtype=torch.float32)
+    y = torch.sin(3 * x[:, :1])
+    steps = {}
+    for relative in (False, True):
+        torch.manual_seed(0)
+        layer = GMNM(2, 1, n_components=16, relative_projections=relative)
+        layer.init_from_data(X, random_state=0)
+        before = layer.projections().detach().clone()
+        opt = torch.optim.Adam(layer.parameters(), lr=1e-3)
+        torch.nn.functional.mse_loss(layer(x), y).backward()
+        opt.step()
+        steps[relative] = (layer.projections().detach() - before).abs().max()
+    # Adam's first step is lr * sign(gradient) wherever the gradient is not tiny
+    torch.testing.assert_close(steps[False], torch.tensor(1e-3), rtol=1e-2, atol=0)
+    torch.testing.assert_close(
+        steps[True], 1e-3 * layer.projection_scale, rtol=1e-2, atol=0
+    )
+    assert layer.projection_scale > 3  # 16 Gaussians on [-1, 1]^2: narrow ones
+
+
+def test_gmnm_mlp_passes_relative_projections_to_every_layer():
+    net = GMNMMLP(3, 1, hidden_layer_sizes=(4,), relative_projections=True)
+    assert all(layer.relative_projections for layer in net.layers)
+    assert net(torch.randn(5, 3)).shape == (5, 1)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
