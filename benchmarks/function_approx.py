@@ -346,11 +346,15 @@ def write_results(results, chosen, args):
             ),
             "",
         ]
-    if "gmnm_data" in models and "gmnm_random" in models:
-        wins = sum(
-            table[("gmnm_data", f)]["median"] < table[("gmnm_random", f)]["median"]
-            for f in functions
+
+    def count_wins(model, other):
+        """Functions on which ``model`` has the lower median test MSE."""
+        return sum(
+            table[(model, f)]["median"] < table[(other, f)]["median"] for f in functions
         )
+
+    if "gmnm_data" in models and "gmnm_random" in models:
+        wins = count_wins("gmnm_data", "gmnm_random")
         lines += [
             "## Data-aware vs random initialisation",
             "",
@@ -361,10 +365,7 @@ def write_results(results, chosen, args):
             "",
         ]
     if "gmnm_data" in models and "gmnm_relative" in models:
-        wins = sum(
-            table[("gmnm_relative", f)]["median"] < table[("gmnm_data", f)]["median"]
-            for f in functions
-        )
+        wins = count_wins("gmnm_relative", "gmnm_data")
         lines += [
             "## Projections relative to their starting scale",
             "",
@@ -377,10 +378,7 @@ def write_results(results, chosen, args):
             "",
         ]
     if "gmnm_data" in models and "gmnm_fused" in models:
-        wins = sum(
-            table[("gmnm_data", f)]["median"] < table[("gmnm_fused", f)]["median"]
-            for f in functions
-        )
+        wins = count_wins("gmnm_data", "gmnm_fused")
         lines += [
             "## Explicit centres vs learnt offsets",
             "",
