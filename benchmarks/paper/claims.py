@@ -7,7 +7,8 @@ measured, and whether it holds.
 Verdicts compare means over seeds against their spread: *holds* when GMNM is better by
 more than the larger of the two standard deviations, *does not hold* when it is worse by
 more than that, *no clear difference* otherwise. Where a benchmark has several GMNM
-placements, the best one is named; choosing it on the test results flatters GMNM, so a
+placements, the best one is named (function approximation: the model that benchmark
+chose on validation); choosing it on the test results flatters GMNM, so a
 claim that fails even then fails clearly.
 
 Usage::
@@ -329,7 +330,8 @@ def main():
         "Verdict: *holds* when GMNM is better by more than the larger standard "
         "deviation over seeds, *does not hold* when worse by more, *no clear "
         "difference* otherwise. With several placements the best is shown (chosen on "
-        "test results, which flatters GMNM). Every GMNM model has at most the "
+        "test results, which flatters GMNM; for function approximation, on validation "
+        "as that benchmark chooses). Every GMNM model has at most the "
         "baseline's parameters.",
         "",
         "| claim | our number | verdict | source |",
