@@ -9,7 +9,7 @@ then run with every seed, and *test* MSE is reported (median, min, max over seed
 
 Usage::
 
-    python benchmarks/function_approx.py             # full run (about 50 minutes, 2 cores)
+    python benchmarks/function_approx.py             # full run (about an hour, 2 cores)
     python benchmarks/function_approx.py --quick     # smoke run
     # explicit centres against learnt (fused) offsets:
     python benchmarks/function_approx.py --models gmnm_data gmnm_fused \
@@ -72,6 +72,11 @@ KIND = {
     "disc": "discontinuous",
     "step_diagonal": "discontinuous",
 }
+
+
+# Test points with max(|x|, |y|) < INTERIOR are the interior; the rest, a band 0.1 wide
+# along the edge of [-1, 1]^2, are about a fifth of the test grid.
+INTERIOR = 0.9
 
 
 def make_data(name, n_train, n_val, grid, seed=1234):
@@ -181,11 +186,19 @@ def train(name, data, lr, steps, seed):
     with torch.no_grad():
         val = nn.functional.mse_loss(model(x_val), y_val).item()
         test = nn.functional.mse_loss(model(x_te), y_te).item()
+        # where on the test grid the error lies: the interior, or the band along the
+        # square's edge (where training points have neighbours on one side only)
+        error = (model(x_te) - y_te).square().squeeze(1)
+        interior = x_te.abs().amax(dim=1) < INTERIOR
+        test_interior = error[interior].mean().item()
+        edge_share = (error[~interior].sum() / error.sum()).item()
     if not math.isfinite(val):
-        val = test = float("inf")
+        val = test = test_interior = edge_share = float("inf")
     return {
         "val_mse": val,
         "test_mse": test,
+        "test_mse_interior": test_interior,
+        "edge_share": edge_share,
         "params": n_params,
         "ms_per_step": 1e3 * seconds_per_step,
         "curve": curve,
@@ -347,6 +360,9 @@ def write_results(results, chosen, args):
             "",
         ]
 
+    if target is not None:
+        lines += edge_section(results, target, best_kan, functions)
+
     def count_wins(model, other):
         """Functions on which ``model`` has the lower median test MSE."""
         return sum(
@@ -405,6 +421,45 @@ def write_results(results, chosen, args):
     )
     plot(table, results, models, functions, args.out)
     print(text)
+
+
+def edge_section(results, gmnm, kan, functions):
+    """Markdown lines: how much of each model's test error lies along the edge."""
+
+    def med(model, f, key):
+        return median([r[key] for r in results[(model, f)]])
+
+    lin = torch.linspace(-1, 1, 100)  # the test grid of make_data
+    band = 1 - (lin.abs() < INTERIOR).double().mean().item() ** 2
+    lines = [
+        "## Where the errors lie",
+        "",
+        f"The test grid's points with max(|x|, |y|) >= {INTERIOR:g} form a band along the "
+        f"square's edge ({band:.0%} of the grid), where training points have neighbours "
+        "on one side only. Median over seeds of the share of the test error in that "
+        "band, and of the test MSE inside it (the interior).",
+        "",
+        f"| function | edge share {gmnm} | edge share {kan} | interior MSE {gmnm} | "
+        f"interior MSE {kan} | interior ratio | whole-grid ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ratios, whole = [], []
+    for f in functions:
+        g_in, k_in = med(gmnm, f, "test_mse_interior"), med(kan, f, "test_mse_interior")
+        ratio = g_in / k_in
+        whole_ratio = med(gmnm, f, "test_mse") / med(kan, f, "test_mse")
+        ratios.append(ratio)
+        whole.append(whole_ratio)
+        lines.append(
+            f"| {f} | {med(gmnm, f, 'edge_share'):.0%} | {med(kan, f, 'edge_share'):.0%} "
+            f"| {g_in:.2e} | {k_in:.2e} | {ratio:.2f}x | {whole_ratio:.2f}x |"
+        )
+    lines += [
+        f"| **geometric mean** | | | | | {geometric_mean(ratios):.2f}x "
+        f"| {geometric_mean(whole):.2f}x |",
+        "",
+    ]
+    return lines
 
 
 def plot(table, results, models, functions, out):
