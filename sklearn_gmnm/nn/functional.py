@@ -113,10 +113,14 @@ def _gaussian_responses(h: Tensor, n_projections: int) -> Tensor:
 FUSED_MIN_ELEMENTS = 2**17
 
 # Up to this many elements in phi (rows x m) the custom node keeps phi for backward
-# instead of recomputing it from h: 2-20% faster steps at 8-1,024 rows in the same
-# file, for at most 1 MiB (float32) more memory, and bitwise the same gradients. Above
-# it, recomputing keeps the saved memory that of a Linear+ReLU block of width k*m.
-SAVE_PHI_MAX_ELEMENTS = 2**18
+# instead of recomputing it from h: bitwise the same gradients, for at most 4 MiB
+# (float32) more saved memory per call. Keeping it gave 2-20% faster steps at 8-1,024
+# rows (benchmarks/results/autograd_paths.md), and on 2 CPU cores at 4,096 rows (m=256,
+# k=2) 0.79x the step time at 16 inputs and 0.92x at 64 (equal at 2), while the peak
+# memory of a step stayed 1.25-1.33x a Linear+ReLU block's, because the backward pass
+# holds phi either way. Above it, recomputing keeps the saved memory that of a
+# Linear+ReLU block of width k*m (deep stacks, long sequences).
+SAVE_PHI_MAX_ELEMENTS = 2**20
 
 
 def _triton_setting(value: str):
