@@ -74,8 +74,9 @@ KIND = {
 }
 
 
-# Test points with max(|x|, |y|) < INTERIOR are the interior; the rest, a band 0.1 wide
-# along the edge of [-1, 1]^2, are about a fifth of the test grid.
+# The test grid is GRID x GRID points. Those with max(|x|, |y|) < INTERIOR are the
+# interior; the rest, a band 0.1 wide along the edge of [-1, 1]^2, are about a fifth of it.
+GRID = 100
 INTERIOR = 0.9
 
 
@@ -185,10 +186,11 @@ def train(name, data, lr, steps, seed):
     seconds_per_step = (time.perf_counter() - start) / steps
     with torch.no_grad():
         val = nn.functional.mse_loss(model(x_val), y_val).item()
-        test = nn.functional.mse_loss(model(x_te), y_te).item()
+        prediction = model(x_te)
+        test = nn.functional.mse_loss(prediction, y_te).item()
         # where on the test grid the error lies: the interior, or the band along the
         # square's edge (where training points have neighbours on one side only)
-        error = (model(x_te) - y_te).square().squeeze(1)
+        error = (prediction - y_te).square().squeeze(1)
         interior = x_te.abs().amax(dim=1) < INTERIOR
         test_interior = error[interior].mean().item()
         edge_share = (error[~interior].sum() / error.sum()).item()
@@ -233,7 +235,7 @@ def main():
         args.models = [m for m in args.models if not m.startswith("kan")] + [
             "kan_2_7_1_g5"
         ]
-    data = {f: make_data(f, args.n_train, 1024, 100) for f in args.functions}
+    data = {f: make_data(f, args.n_train, 1024, GRID) for f in args.functions}
 
     # 1. learning rate per model: geometric mean of validation MSE over functions, seed 0
     chosen, sweep = {}, {}
@@ -290,7 +292,7 @@ def write_results(results, chosen, args):
         f"Command: `{command_line()}`  ",
         f"Machine: {machine()}  ",
         f"Data: {args.n_train} random training points on [-1, 1]^2, 1024 validation points, "
-        "a 100x100 test grid; targets noise-free. Training: full-batch Adam, cosine decay, "
+        f"a {GRID}x{GRID} test grid; targets noise-free. Training: full-batch Adam, cosine decay, "
         f"{args.steps} steps, learning rate per model chosen from {args.lrs} on validation "
         f"MSE (seed 0, geometric mean over functions), then {args.seeds} seeds. "
         "Parameters: trainable parameters that receive a gradient.",
@@ -363,45 +365,43 @@ def write_results(results, chosen, args):
     if target is not None:
         lines += edge_section(results, target, best_kan, functions)
 
-    def count_wins(model, other):
-        """Functions on which ``model`` has the lower median test MSE."""
-        return sum(
+    def versus(model, other, timed):
+        """How often and by how much ``model`` beats ``other``, as the end of a sentence."""
+        wins = sum(
             table[(model, f)]["median"] < table[(other, f)]["median"] for f in functions
         )
+        text = (
+            f"on {wins} of {len(functions)} functions; geometric mean "
+            f"{geo[model]:.2e} vs {geo[other]:.2e} ({geo[model] / geo[other]:.2f}x)"
+        )
+        if timed:
+            text += f", at {ms[model]:.2f} vs {ms[other]:.2f} ms per step"
+        return text + "."
 
     if "gmnm_data" in models and "gmnm_random" in models:
-        wins = count_wins("gmnm_data", "gmnm_random")
         lines += [
             "## Data-aware vs random initialisation",
             "",
-            f"Data-aware initialisation (k-means centres, widths from centre spacing) gives a "
-            f"lower median test MSE on {wins} of {len(functions)} functions; geometric mean "
-            f"{geo['gmnm_data']:.2e} vs {geo['gmnm_random']:.2e} "
-            f"({geo['gmnm_data'] / geo['gmnm_random']:.2f}x).",
+            "Data-aware initialisation (k-means centres, widths from centre spacing) gives a "
+            "lower median test MSE " + versus("gmnm_data", "gmnm_random", timed=False),
             "",
         ]
     if "gmnm_data" in models and "gmnm_relative" in models:
-        wins = count_wins("gmnm_relative", "gmnm_data")
         lines += [
             "## Projections relative to their starting scale",
             "",
-            f"`gmnm_relative` (`GMNM(..., relative_projections=True)`: the same layer and "
-            f"initialisation, Adam's steps on the projections proportional to their "
-            f"scale) gives a lower median test MSE than `gmnm_data` on {wins} of "
-            f"{len(functions)} functions; geometric mean {geo['gmnm_relative']:.2e} vs "
-            f"{geo['gmnm_data']:.2e} ({geo['gmnm_relative'] / geo['gmnm_data']:.2f}x), "
-            f"at {ms['gmnm_relative']:.2f} vs {ms['gmnm_data']:.2f} ms per step.",
+            "`gmnm_relative` (`GMNM(..., relative_projections=True)`: the same layer and "
+            "initialisation, Adam's steps on the projections proportional to their "
+            "scale) gives a lower median test MSE than `gmnm_data` "
+            + versus("gmnm_relative", "gmnm_data", timed=True),
             "",
         ]
     if "gmnm_data" in models and "gmnm_fused" in models:
-        wins = count_wins("gmnm_data", "gmnm_fused")
         lines += [
             "## Explicit centres vs learnt offsets",
             "",
-            f"Explicit centres (`gmnm_data`) give a lower median test MSE on {wins} of "
-            f"{len(functions)} functions; geometric mean {geo['gmnm_data']:.2e} vs "
-            f"{geo['gmnm_fused']:.2e} ({geo['gmnm_data'] / geo['gmnm_fused']:.2f}x), "
-            f"at {ms['gmnm_data']:.2f} vs {ms['gmnm_fused']:.2f} ms per step.",
+            "Explicit centres (`gmnm_data`) give a lower median test MSE "
+            + versus("gmnm_data", "gmnm_fused", timed=True),
             "",
         ]
     text = "\n".join(lines)
@@ -429,7 +429,7 @@ def edge_section(results, gmnm, kan, functions):
     def med(model, f, key):
         return median([r[key] for r in results[(model, f)]])
 
-    lin = torch.linspace(-1, 1, 100)  # the test grid of make_data
+    lin = torch.linspace(-1, 1, GRID)  # the test grid of make_data
     band = 1 - (lin.abs() < INTERIOR).double().mean().item() ** 2
     lines = [
         "## Where the errors lie",
