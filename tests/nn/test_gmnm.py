@@ -250,6 +250,51 @@ def test_data_aware_init_is_reproducible_and_handles_few_rows():
     assert torch.isfinite(a.weight).all()
 
 
+def test_reflect_mirrors_the_rows_near_each_face():
+    from sklearn_gmnm.nn.modules import _reflect_at_faces
+
+    # 4 centres on the 4 x 1 box: spacing (4 * 1 / 4) ** (1 / 2) = 1, so the band is 1
+    # along the first feature and half the side, 0.5, along the second.
+    X = np.array([[0.0, 0.0, 7.0], [0.5, 0.25, 7.0], [2.0, 0.75, 7.0], [4.0, 1.0, 7.0]])
+    w = np.array([1.0, 2.0, 3.0, 4.0])
+    mirrored, weights = _reflect_at_faces(X, w, n_centers=4)
+    np.testing.assert_array_equal(mirrored[:4], X)
+    expected = [
+        (0.0, 0.0, 7.0, 1.0),  # the first feature: rows 0 and 1 across x=0,
+        (-0.5, 0.25, 7.0, 2.0),
+        (4.0, 1.0, 7.0, 4.0),  # row 3 across x=4 (row 2 lies in neither band)
+        (0.0, 0.0, 7.0, 1.0),  # the second: rows 0 and 1 across y=0,
+        (0.5, -0.25, 7.0, 2.0),
+        (2.0, 1.25, 7.0, 3.0),  # rows 2 and 3 across y=1
+        (4.0, 1.0, 7.0, 4.0),
+    ]
+    got = np.column_stack([mirrored[4:], weights[4:]])
+    assert sorted(map(tuple, got.tolist())) == sorted(expected)
+    # the constant third feature is never mirrored; constant data comes back as is
+    constant, constant_w = _reflect_at_faces(np.ones((3, 2)), np.ones(3), 4)
+    assert constant.shape == (3, 2) and constant_w.shape == (3,)
+
+
+def test_reflect_puts_centres_on_the_edge_of_the_data():
+    """Without reflection k-means keeps centres well inside; with it, some sit on or
+    beyond every face, and every training point is still seen by some Gaussian."""
+    X = np.random.default_rng(0).uniform(-1, 1, size=(2000, 2))
+
+    def outermost(boundary):
+        layer = GMNM(2, 1, n_components=32).init_from_data(
+            X, boundary=boundary, random_state=0
+        )
+        centers = layer.gaussians()["centers"].numpy()
+        phi = layer.basis(torch.as_tensor(X, dtype=torch.float32))
+        assert (phi.max(1).values > 0.05).all()
+        return np.concatenate([-centers.min(0), centers.max(0)])  # one per face
+
+    inside, reflected = outermost(None), outermost("reflect")
+    assert (inside < 0.92).all()  # the spacing is (4 / 32) ** 0.5 = 0.35
+    assert (reflected > 1.05).all()  # beyond the face, but within the mirrored band
+    assert (reflected < 1 + 0.35).all()
+
+
 def test_data_aware_init_rejects_bad_input():
     layer = GMNM(2, 1, n_components=4)
     with pytest.raises(ValueError, match="in_features=2"):
@@ -258,6 +303,8 @@ def test_data_aware_init_rejects_bad_input():
         layer.init_from_data(np.full((10, 2), np.nan))
     with pytest.raises(ValueError, match="method"):
         layer.init_from_data(np.zeros((10, 2)), method="grid")
+    with pytest.raises(ValueError, match="boundary"):
+        layer.init_from_data(np.zeros((10, 2)), boundary="wrap")
 
 
 def test_layer_learns_a_bump():
