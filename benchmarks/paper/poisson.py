@@ -22,6 +22,8 @@ Usage::
 
     python benchmarks/paper/poisson.py            # writes benchmarks/results/poisson.*
     python benchmarks/paper/poisson.py --quick    # smoke test
+    # Gaussians also on the square's edge (init_from_data(..., boundary='reflect')):
+    python benchmarks/paper/poisson.py --boundary reflect --out poisson_reflect
 """
 
 import argparse
@@ -113,7 +115,7 @@ def grid():
     return torch.cartesian_prod(t, t)
 
 
-def run(name, problem, seed, learning_rate, steps, n_components):
+def run(name, problem, seed, learning_rate, steps, n_components, init_boundary=None):
     exact, source = PROBLEMS[problem]
     interior, boundary = points(seed)
     torch.manual_seed(seed)
@@ -121,7 +123,9 @@ def run(name, problem, seed, learning_rate, steps, n_components):
         model = tanh_mlp()
     else:
         model = gmnm(n_components)
-        model.init_from_data(interior, overlap=1.0, random_state=seed)
+        model.init_from_data(
+            interior, overlap=1.0, boundary=init_boundary, random_state=seed
+        )
     device = _paper.DEVICE  # set from --device by configure()
     model.to(device)
     interior, boundary = interior.to(device), boundary.to(device)
@@ -179,6 +183,13 @@ def main():
         help="Gaussians in the GMNM network (default 128: 897 parameters, 0.4x the "
         "MLP's; 0 = the largest within the MLP's parameters)",
     )
+    parser.add_argument(
+        "--boundary",
+        choices=["none", "reflect"],
+        default="none",
+        help="init_from_data's boundary for the GMNM network ('reflect': Gaussians "
+        "also on the square's edge)",
+    )
     add_run_arguments(parser)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="poisson")
@@ -192,6 +203,7 @@ def main():
         saved = json.loads(output(args.out, ".json").read_text())
         args.seeds, args.steps = saved["seeds"], saved["steps"]
         args.learning_rates = saved.get("learning_rates", args.learning_rates)
+        args.boundary = saved.get("boundary", "none")
         write_markdown(args, saved["results"], command=saved["command"])
         plot(args, saved["results"])
         return
@@ -203,18 +215,21 @@ def main():
 
     budget = count_parameters(tanh_mlp())
     m = args.n_components or largest_components(lambda m: gmnm(m), budget)
+    init_boundary = None if args.boundary == "none" else args.boundary
     if count_parameters(gmnm(m)) > budget:
         parser.error(f"--n-components {m} has more parameters than the MLP ({budget})")
     results = {}
     for problem in PROBLEMS:
         for name in ("tanh_mlp", "gmnm"):
             scores = {
-                lr: run(name, problem, 0, lr, args.steps, m)["final_loss"]
+                lr: run(name, problem, 0, lr, args.steps, m, init_boundary)[
+                    "final_loss"
+                ]
                 for lr in args.learning_rates
             }
             lr = min(scores, key=scores.get)
             runs = [
-                run(name, problem, seed, lr, args.steps, m)
+                run(name, problem, seed, lr, args.steps, m, init_boundary)
                 for seed in range(args.seeds)
             ]
             key = f"{problem}/{name}"
@@ -234,6 +249,7 @@ def main():
             "steps": args.steps,
             "seeds": args.seeds,
             "learning_rates": args.learning_rates,
+            "boundary": args.boundary,
             "results": results,
         },
     )
@@ -276,7 +292,13 @@ def write_markdown(args, results, command=None):
         "a 101 x 101 grid, mean ± std [min, max] over seeds. *Steps to target*: the "
         "median over seeds of the first logged step (every 2% of training) at which "
         "the error is at most the target, the larger of the two models' final mean "
-        "errors; the same target for both models, a measure of convergence speed.",
+        "errors; the same target for both models, a measure of convergence speed."
+        + (
+            " GMNM's Gaussians placed with `init_from_data(..., boundary='reflect')`: "
+            "also on the square's edge."
+            if args.boundary == "reflect"
+            else ""
+        ),
         "",
         "| problem | model | n_components | params | lr | relative L2 error | "
         "error ratio vs MLP | steps to target | ms / step |",
