@@ -414,6 +414,12 @@ def write_results(results, chosen, args):
             "",
         ]
     if "gmnm_relative" in models and "gmnm_reflect" in models:
+        ratios = {
+            f: table[("gmnm_reflect", f)]["median"]
+            / table[("gmnm_relative", f)]["median"]
+            for f in functions
+        }
+        worse = ", ".join(f"{f} ({r:.2f}x)" for f, r in ratios.items() if r > 1)
         lines += [
             "## Centres on the edge",
             "",
@@ -422,20 +428,8 @@ def write_results(results, chosen, args):
             "it before k-means, so that some Gaussians sit on and beyond the edge) "
             "gives a lower median test MSE than `gmnm_relative` "
             + versus("gmnm_reflect", "gmnm_relative", timed=False)
-            + " Worse on: "
-            + (
-                ", ".join(
-                    f"{f} ({ratio:.2f}x)"
-                    for f in functions
-                    if (
-                        ratio := table[("gmnm_reflect", f)]["median"]
-                        / table[("gmnm_relative", f)]["median"]
-                    )
-                    > 1
-                )
-                or "none"
-            )
-            + ": mirrored points take centres from the interior.",
+            + f" Worse on: {worse or 'none'}: mirrored points take centres from the "
+            "interior.",
             "",
         ]
     if "gmnm_data" in models and "gmnm_fused" in models:

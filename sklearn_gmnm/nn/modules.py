@@ -348,12 +348,8 @@ class GMNM(nn.Module):
             raise ValueError(f"method must be 'kmeans' or 'sample', got {method!r}.")
         if not overlap > 0:
             raise ValueError(f"overlap must be positive, got {overlap!r}.")
-        if boundary is not None and not (
-            isinstance(boundary, str) and boundary == "reflect"
-        ):
-            raise ValueError(
-                f"boundary must be None or 'reflect', got {boundary!r:.50}."
-            )
+        if boundary not in (None, "reflect"):
+            raise ValueError(f"boundary must be None or 'reflect', got {boundary!r}.")
         X = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
         X = X.reshape(-1, X.shape[-1]).astype(np.float64)
         if X.shape[1] != self.in_features:
