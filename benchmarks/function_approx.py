@@ -514,9 +514,9 @@ def seed_bootstrap(results, model, other, functions, n_resamples=2000):
     )
     low, high = np.percentile(ratios, [5, 95])
     return (
-        f"- How much the ratio to the KAN depends on the seeds ({n_resamples} bootstrap resamples "
-        f"of each model's seeds per function): 90% interval {low:.2f}x to {high:.2f}x; "
-        f"below 1 in {100 * np.mean(ratios < 1):.0f}% of resamples"
+        f"- `{model}` / `{other}` over {n_resamples} bootstrap resamples of each "
+        f"model's seeds per function: 90% interval {low:.2f}x to {high:.2f}x; below 1 "
+        f"in {100 * np.mean(ratios < 1):.0f}% of resamples"
     )
 
 

@@ -76,7 +76,7 @@ def function_approx_rows():
     n_functions = len(by_model[model])
 
     def per_seed(m):
-        """Each seed's geometric mean over functions (seeds are paired across models)."""
+        """Spread over seeds of each seed's geometric mean over the functions."""
         functions = list(by_model[m])
         n_seeds = len(data["runs"][f"{m}/{functions[0]}"])
         return spread(
@@ -88,12 +88,13 @@ def function_approx_rows():
             ]
         )
 
-    def seeds_text(m, other):
-        a, b = per_seed(m), per_seed(other)
+    seeds = {m: per_seed(m) for m in (model, mlp_name, best_kan)}
+
+    def seeds_text(other):
+        a, b = seeds[model], seeds[other]
         return (
             f"; each seed's geometric mean, mean ± sd over seeds: {a['mean']:.3g} ± "
-            f"{a['std']:.2g} vs {b['mean']:.3g} ± "
-            f"{b['std']:.2g}"
+            f"{a['std']:.2g} vs {b['mean']:.3g} ± {b['std']:.2g}"
         )
 
     return [
@@ -101,16 +102,16 @@ def function_approx_rows():
             "Function approximation (2-D): lower error than an MLP",
             f"geometric-mean test MSE over {n_functions} functions (median of seeds): "
             f"GMNM ({model}) {gmnm:.3g} = {gmnm / best_mlp:.2f}x the best MLP's"
-            + seeds_text(model, mlp_name),
-            verdict(per_seed(model), per_seed(mlp_name), lower_is_better=True),
+            + seeds_text(mlp_name),
+            verdict(seeds[model], seeds[mlp_name], lower_is_better=True),
             "function_approx.md",
         ),
         (
             "Function approximation (2-D): lower error than a KAN",
             f"GMNM ({model}) {gmnm / score[best_kan]:.2f}x the MSE of the best KAN "
             f"({best_kan}), at {ms_step[model] / ms_step[best_kan]:.2f}x its "
-            "time per step" + seeds_text(model, best_kan),
-            verdict(per_seed(model), per_seed(best_kan), lower_is_better=True),
+            "time per step" + seeds_text(best_kan),
+            verdict(seeds[model], seeds[best_kan], lower_is_better=True),
             "function_approx.md",
         ),
     ]
