@@ -5,6 +5,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -27,6 +28,16 @@ def machine():
 
 def count_parameters(module):
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def timed(fn, inner):
+    """Microseconds per call of ``fn()``, over ``inner`` calls after a warm-up."""
+    for _ in range(max(1, inner // 10)):  # warm up
+        fn()
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - start) / inner * 1e6
 
 
 def median(values):

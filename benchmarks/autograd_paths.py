@@ -20,14 +20,13 @@ Writes benchmarks/results/autograd_paths.md and .json.
 import argparse
 import json
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, machine, median
+from _common import RESULTS, command_line, machine, median, timed
 
 from sklearn_gmnm.nn import functional as F
 
@@ -70,15 +69,6 @@ def training_step(form, tensors, k):
 def inference(form, tensors, k):
     with torch.no_grad():
         run_form(form, tensors, k)
-
-
-def timed(fn, inner):
-    for _ in range(max(1, inner // 10)):  # warm up
-        fn()
-    start = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - start) / inner * 1e6  # microseconds
 
 
 def main():

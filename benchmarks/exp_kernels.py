@@ -29,14 +29,13 @@ import math
 import random
 import statistics
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, machine, median
+from _common import RESULTS, command_line, machine, median, timed
 from layer_speed import build
 
 from sklearn_gmnm.nn import GMNM
@@ -58,15 +57,6 @@ def responses_exp(h, n_projections):
 
 
 RESPONSES = {"gmnm exp": responses_exp, "gmnm exp2": F._gaussian_responses}
-
-
-def timed(fn, inner):
-    for _ in range(max(1, inner // 10)):  # warm up
-        fn()
-    start = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - start) / inner * 1e6  # microseconds
 
 
 def training_step(model, x):
