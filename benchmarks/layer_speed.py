@@ -30,6 +30,7 @@ saves for backward (exact, per step) and the peak resident memory a training ste
 
     python benchmarks/layer_speed.py            # full table (about 15 minutes on 2 cores)
     python benchmarks/layer_speed.py --quick    # a small smoke run
+    python benchmarks/layer_speed.py --steady-malloc   # glibc keeps freed memory
     python benchmarks/layer_speed.py --device cuda   # the GPU table (layer_speed_gpu.*)
 
 On a GPU every step is timed between ``torch.cuda.synchronize()`` calls, and memory is
@@ -40,7 +41,9 @@ default: TF32 off).
 
 import argparse
 import json
+import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -151,6 +154,25 @@ def saved_bytes(model, x):
 
 
 MEMORY_BATCH = 32768
+
+
+def minor_page_faults():
+    """This process's minor page faults so far (first touches of fresh memory)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+# glibc's malloc can return large blocks to the kernel when they are freed (mmap for
+# blocks above a threshold that it adapts, heap trimming), so that a training step
+# touches fresh memory again. In a process that trains one model at 4,096 rows, as a
+# training script does, a probe on this 2-core machine saw 1,000-6,000 page faults a
+# step and 1.8-2.5x the step time, for both models; in this benchmark's interleaved
+# rounds there are far fewer (the faults columns). With these settings (read by glibc
+# at start-up) freed blocks stay in the process: the steady state that a caching
+# allocator (jemalloc, tcmalloc) gives.
+STEADY_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": str(2**30),
+    "MALLOC_TRIM_THRESHOLD_": str(2**30),
+}
 
 
 def peak_step_memory(name, d, m, k, threads, n=MEMORY_BATCH):
@@ -338,7 +360,22 @@ def main():
     parser.add_argument("--n-projections", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="'cpu' or a CUDA device")
     parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument(
+        "--steady-malloc",
+        action="store_true",
+        help="run under glibc settings that keep freed memory (see STEADY_MALLOC); "
+        "writes results/layer_speed_steady_malloc by default",
+    )
     args = parser.parse_args()
+    if args.steady_malloc and any(
+        os.environ.get(k) != v for k, v in STEADY_MALLOC.items()
+    ):
+        # glibc reads the settings at start-up: start again with them
+        os.execve(
+            sys.executable, [sys.executable, *sys.argv], os.environ | STEADY_MALLOC
+        )
+    if args.steady_malloc and args.out == DEFAULT_OUT:
+        args.out = DEFAULT_OUT + "_steady_malloc"
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     if torch.device(args.device).type == "cuda":
@@ -362,6 +399,7 @@ def main():
                 for _ in range(3):
                     train_step(model, x)
             times = {name: [] for name in names}
+            faults = dict.fromkeys(names, 0)
             inner = max(1, 16384 // n)  # steps per timing, so each lasts > ~10 ms
             order = list(names)
             for _ in range(repeats):
@@ -370,10 +408,12 @@ def main():
                 shuffler.shuffle(order)
                 for name in order:
                     model = models[name]
+                    before = minor_page_faults()
                     start = time.perf_counter()
                     for _ in range(inner):
                         train_step(model, x)
                     times[name].append((time.perf_counter() - start) / inner)
+                    faults[name] += minor_page_faults() - before
             t = {name: median(v) for name, v in times.items()}
             saved = {
                 name: saved_bytes(models[name], x)
@@ -396,6 +436,9 @@ def main():
                 "params_relu": count_parameters(models["relu"]),
                 "params_centres": count_parameters(models["centres"]),
                 "relu_samples_per_s": n / t["relu"],
+                "faults_per_step": {
+                    name: faults[name] / (repeats * inner) for name in ("relu", "fused")
+                },
                 **{
                     f"speed_{name}": t["relu"] / t[name]
                     for name in names
@@ -430,13 +473,22 @@ def write_results(rows, names, args, m, k):
         "GMNM is faster). Memory: bytes autograd saves for backward, and the peak resident "
         f"memory a training step adds at batch {MEMORY_BATCH} (one figure per d, measured "
         "in a fresh process per model), as multiples of the ReLU block's (< 1 means GMNM "
-        "uses less).",
+        "uses less). Faults: minor page faults per training step (first touches of "
+        "fresh memory) during the timings. "
+        + (
+            "Run with glibc's malloc keeping freed memory (`--steady-malloc`: "
+            + ", ".join(f"{k}={v}" for k, v in STEADY_MALLOC.items())
+            + ")."
+            if args.steady_malloc
+            else "Run with glibc's default malloc settings."
+        ),
         "",
         "| d | N | params (GMNM / ReLU h) | ReLU samples/s | "
         + " | ".join(f"speed {v}" for v in variants)
         + " | saved fused | saved custom | saved autograd | saved unfused"
-        " | peak fused | peak custom | peak autograd | ReLU peak MiB |",
-        "|" + "---|" * (4 + len(variants) + 8),
+        " | peak fused | peak custom | peak autograd | ReLU peak MiB"
+        " | faults ReLU | faults fused |",
+        "|" + "---|" * (4 + len(variants) + 10),
     ]
     for r in rows:
         lines.append(
@@ -446,7 +498,8 @@ def write_results(rows, names, args, m, k):
             + f" | {r['saved_fused']:.2f}x | {r['saved_custom']:.2f}x"
             f" | {r['saved_autograd']:.2f}x | {r['saved_unfused']:.2f}x"
             f" | {r['peak_fused']:.2f}x | {r['peak_custom']:.2f}x"
-            f" | {r['peak_autograd']:.2f}x | {r['peak_mib']['relu']:.0f} |"
+            f" | {r['peak_autograd']:.2f}x | {r['peak_mib']['relu']:.0f}"
+            f" | {r['faults_per_step']['relu']:.0f} | {r['faults_per_step']['fused']:.0f} |"
         )
     lines.append("")
     lines.append(
