@@ -80,6 +80,21 @@ def test_fused_matches_explicit_formula(k, explicit_centers, path):
     torch.testing.assert_close(layer(x), reference(layer, x), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_responses_far_from_every_centre_are_floored_at_a_normal_number(dtype, path):
+    # exp(-0.5 * y2) would underflow into denormal numbers (slow on x86) or zero: the
+    # exponent is floored at 0.8 * log(smallest normal), so phi = tiny ** 0.8 there, in
+    # the layer's forward pass (custom node or plain autograd) and in its basis alike.
+    torch.manual_seed(0)
+    layer = GMNM(2, 1, n_components=3, n_projections=2).to(dtype)
+    x = torch.full((4, 2), 1e3, dtype=dtype, requires_grad=True)
+    phi = layer.basis(x)
+    floor = torch.finfo(dtype).tiny ** 0.8
+    torch.testing.assert_close(phi, torch.full_like(phi, floor), rtol=1e-5, atol=0)
+    expected = phi @ layer.mixture_weight.t() + layer.bias
+    torch.testing.assert_close(layer(x), expected)
+
+
 def _float64_inputs(k, explicit_centers, bias=True):
     torch.manual_seed(1)
     layer = GMNM(
