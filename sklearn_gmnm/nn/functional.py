@@ -112,7 +112,9 @@ def _gaussian_responses(h: Tensor, n_projections: int) -> Tensor:
     zero, so the factor -0.5 * log2(e) (see ``_HALF_LOG2E``) costs no pass of its own.
     """
     slices = h.chunk(n_projections, dim=1)  # k tensors (N, m)
-    y = torch.addcmul(h.new_zeros(()), slices[0], slices[0], value=-_HALF_LOG2E)
+    y = torch.addcmul(  # (N, m)
+        h.new_zeros(()), slices[0], slices[0], value=-_HALF_LOG2E
+    )
     for h_j in slices[1:]:
         y.addcmul_(h_j, h_j, value=-_HALF_LOG2E)
     return y.clamp_(min=_exponent_floor2(h.dtype)).exp2_()  # (N, m)
