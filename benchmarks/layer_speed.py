@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -157,7 +156,12 @@ MEMORY_BATCH = 32768
 
 
 def minor_page_faults():
-    """This process's minor page faults so far (first touches of fresh memory)."""
+    """This process's minor page faults so far (first touches of fresh memory); 0 where
+    the system does not count them (no ``resource`` module: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
