@@ -9,11 +9,12 @@ exponent. This benchmark measures, side by side in one run:
    (N, 256) tensor, float32 and float64, on 1 and 2 threads;
 2. their accuracy: the relative error of phi computed each way, in float32, against
    float64, over random projections h spread from 0 to 12 standard units;
-3. a training step (forward, mean-square loss, backward) of the layer-speed benchmark's
-   layer (d -> d, 256 Gaussians, k=2) with the responses through ``exp`` (the form the
-   library used before) and through ``exp2`` (its form now), and of the Linear+ReLU
-   block of the same size; interleaved rounds in a new, seeded order each round,
-   medians.
+3. a training step (``layer_speed.train_step``) and a forward pass without gradients
+   of the layer-speed benchmark's layer (d -> d, 256 Gaussians, k=2), and a forward pass
+   of the estimators' default layer, with the responses through ``exp`` (the form the
+   library used before) and through ``exp2`` (its form now); and a training step of the
+   Linear+ReLU block of the same size. Interleaved rounds in a new, seeded order each
+   round; ratios are medians of the rounds' paired ratios.
 
 Usage::
 
@@ -36,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, machine, median, timed
-from layer_speed import build
+from layer_speed import build, train_step
 
 from sklearn_gmnm.nn import GMNM
 from sklearn_gmnm.nn import functional as F
@@ -57,10 +58,6 @@ def responses_exp(h, n_projections):
 
 
 RESPONSES = {"gmnm exp": responses_exp, "gmnm exp2": F._gaussian_responses}
-
-
-def training_step(model, x):
-    model(x).square().mean().backward()
 
 
 def inference(model, x):
@@ -129,22 +126,19 @@ def step_times(sizes, repeats, threads):
         relu = build("relu", d, 256, 2) if train else None
         x = torch.randn(n, d)
         inner = max(3, 8_000 // n)
-        times = {name: [] for name in ("relu", "train exp", "train exp2")}
-        times.update({"infer exp": [], "infer exp2": []})
+        names = ("relu", "train exp", "train exp2", "infer exp", "infer exp2")
+        times = {name: [] for name in names}
         for _ in range(repeats):
             order = [name for name in times if train or name.startswith("infer")]
             rng.shuffle(order)
             for name in order:
                 mode, _, form = name.partition(" ")
                 if name == "relu":
-                    step = partial(training_step, relu, x)
-                elif mode == "train":
-                    step = partial(training_step, layer, x)
+                    step = partial(train_step, relu, x)
                 else:
-                    step = partial(inference, layer, x)
-                F._gaussian_responses = RESPONSES.get(
-                    f"gmnm {form}", F._gaussian_responses
-                )
+                    F._gaussian_responses = RESPONSES[f"gmnm {form}"]
+                    work = train_step if mode == "train" else inference
+                    step = partial(work, layer, x)
                 times[name].append(timed(step, inner))
         F._gaussian_responses = RESPONSES["gmnm exp2"]
         row = {"d": d, "N": n, "layer": "layer_speed" if train else "estimator"}

@@ -90,8 +90,8 @@ def _exponent_floor(dtype: torch.dtype) -> float:
 # into the multiply-adds that form the exponent. On the CPU torch's exp2 kernel runs
 # 2.5-3.0x as fast as its exp in float32 and 1.8-2.0x in float64, for the same accuracy
 # (against float64, a mean relative error of 5.4e-7, exp: 4.1e-7, both set by the
-# rounding of the exponent); a training step of a layer takes 0.91-0.99x the time it
-# took through exp, a forward pass 0.68-1.01x (benchmarks/results/exp_kernels.md).
+# rounding of the exponent); a training step of a layer takes 0.95-0.99x the time it
+# took through exp, a forward pass 0.71-0.98x (benchmarks/results/exp_kernels.md).
 _HALF_LOG2E = 0.5 * math.log2(math.e)
 
 
