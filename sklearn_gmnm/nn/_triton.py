@@ -13,8 +13,9 @@ registers, a tile of rows and a block of Gaussians at a time:
 
   - one program per tile of rows computes ``grad_x``, looping over the Gaussians;
   - one program per (block of Gaussians, group of row tiles) sums ``grad_weight``,
-    ``grad_offset`` and ``grad_mixture`` over its rows; torch adds the groups' partial
-    sums (in a fixed order: the result is deterministic).
+    ``grad_offset``, ``grad_mixture`` and ``grad_bias`` over its rows into one buffer;
+    one torch reduction adds the groups' partial sums (in a fixed order: the result is
+    deterministic).
 
 Only ``x`` is kept for backward, and no tensor of N x m elements is ever written.
 
@@ -324,15 +325,15 @@ if triton is not None:
         c_ptr,
         pi_ptr,
         g_ptr,
-        gw_ptr,
-        gc_ptr,
-        gpi_ptr,
+        partial_ptr,
         N,
         D,
         M,
         OUT,
         GROUPS,
+        WIDTH,
         K: tl.constexpr,
+        BIAS_GRAD: tl.constexpr,
         FLOOR: tl.constexpr,
         PREC: tl.constexpr,
         BLOCK_N: tl.constexpr,
@@ -352,6 +353,7 @@ if triton is not None:
         gc0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
         gc1 = tl.zeros((BLOCK_M,), dtype=tl.float32)
         gpi = tl.zeros((BLOCK_OUT, BLOCK_M), dtype=tl.float32)
+        gb = tl.zeros((BLOCK_OUT,), dtype=tl.float32)
         for tile in range(group, tl.cdiv(N, BLOCK_N), GROUPS):  # every GROUPS-th tile
             rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
             row_ok = rows < N
@@ -363,6 +365,8 @@ if triton is not None:
                 o_ok, D, M, K, FLOOR, PREC,
             )  # fmt: skip
             gpi += tl.dot(tl.trans(g_out), phi, input_precision=PREC)
+            if BIAS_GRAD:
+                gb += tl.sum(g_out, axis=0)
             gh0 = s * h0  # (BLOCK_N, BLOCK_M)
             gw0 += tl.dot(tl.trans(gh0), x, input_precision=PREC)
             gc0 += tl.sum(gh0, axis=0)
@@ -370,21 +374,28 @@ if triton is not None:
                 gh1 = s * h1
                 gw1 += tl.dot(tl.trans(gh1), x, input_precision=PREC)
                 gc1 += tl.sum(gh1, axis=0)
-        # This group's partial sums, at [group] of the (groups, ...) buffers.
+        # This group's partial sums: row [group] of the (groups, width) buffer holds
+        # grad_weight (K*M*D), grad_offset (K*M), grad_mixture (OUT*M) and, with
+        # BIAS_GRAD, grad_bias (OUT), one after the other: WIDTH in all.
+        base = partial_ptr + group * WIDTH
         w_mask = m_ok[:, None] & d_ok[None, :]
-        gw_base = gw_ptr + group * (K * M * D)
-        tl.store(gw_base + comps[:, None] * D + cols_d[None, :], gw0, mask=w_mask)
-        tl.store(gc_ptr + group * (K * M) + comps, gc0, mask=m_ok)
+        tl.store(base + comps[:, None] * D + cols_d[None, :], gw0, mask=w_mask)
+        gc_base = base + K * M * D
+        tl.store(gc_base + comps, gc0, mask=m_ok)
         if K == 2:
             tl.store(
-                gw_base + (M + comps)[:, None] * D + cols_d[None, :], gw1, mask=w_mask
+                base + (M + comps)[:, None] * D + cols_d[None, :], gw1, mask=w_mask
             )
-            tl.store(gc_ptr + group * (K * M) + M + comps, gc1, mask=m_ok)
+            tl.store(gc_base + M + comps, gc1, mask=m_ok)
+        gpi_base = gc_base + K * M
         tl.store(
-            gpi_ptr + group * (OUT * M) + cols_o[:, None] * M + comps[None, :],
+            gpi_base + cols_o[:, None] * M + comps[None, :],
             gpi,
             mask=o_ok[:, None] & m_ok[None, :],
         )
+        if BIAS_GRAD:  # every block of Gaussians summed the same rows: the first stores
+            if tl.program_id(0) == 0:
+                tl.store(gpi_base + OUT * M + cols_o, gb, mask=o_ok)
 
 
 def _constants(x, n_projections, d, out_features):
@@ -433,8 +444,11 @@ def _row_groups(n, m, device):
     return max(1, min(triton.cdiv(n, 32), math.ceil(4 * sms / triton.cdiv(m, 32))))
 
 
-def _backward(x, weight, offset, mixture_weight, grad_out, n_projections, needs):
-    """Gradients for (x, weight, offset, mixture_weight); None where not needed."""
+def _backward(
+    x, weight, offset, mixture_weight, grad_out, n_projections, has_bias, needs
+):
+    """Gradients for (x, weight, offset, mixture_weight, bias); None where not needed
+    (``needs`` is the autograd node's ``needs_input_grad``)."""
     n, d = x.shape
     m = weight.shape[0] // n_projections
     out_features = mixture_weight.shape[0]
@@ -456,33 +470,40 @@ def _backward(x, weight, offset, mixture_weight, grad_out, n_projections, needs)
             out_features,
             **const,
         )
-    grad_weight = grad_offset = grad_mixture = None
+    grad_weight = grad_offset = grad_mixture = grad_bias = None
+    bias_grad = has_bias and needs[4]
     if any(needs[1:4]):
+        # One buffer for every group's partial sums and one reduction over the groups:
+        # each kernel launch costs host time, which at these sizes can cost more than
+        # the work itself (benchmarks/results/layer_speed_gpu.md).
+        sizes = [weight.numel(), offset.numel(), mixture_weight.numel()]
+        sizes += [out_features] if bias_grad else []
         groups = _row_groups(n, m, x.device)
-        empty = dict(device=x.device, dtype=x.dtype)
-        gw = torch.empty(groups, *weight.shape, **empty)  # (groups, k*m, d)
-        gc = torch.empty(groups, *offset.shape, **empty)  # (groups, k*m)
-        gpi = torch.empty(groups, *mixture_weight.shape, **empty)  # (groups, out, m)
+        partial = torch.empty(groups, sum(sizes), device=x.device, dtype=x.dtype)
         _grad_params_kernel[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), groups)](
             x,
             weight,
             offset,
             mixture_weight,
             grad_out,
-            gw,
-            gc,
-            gpi,
+            partial,
             n,
             d,
             m,
             out_features,
             groups,
+            partial.shape[1],
+            BIAS_GRAD=bias_grad,
             **const,
         )
-        grad_weight = gw.sum(0) if needs[1] else None
-        grad_offset = gc.sum(0) if needs[2] else None
-        grad_mixture = gpi.sum(0) if needs[3] else None
-    return grad_x, grad_weight, grad_offset, grad_mixture
+        sums = partial.sum(0).split(sizes)  # in a fixed order: deterministic
+        grad_weight = sums[0].view_as(weight) if needs[1] else None
+        grad_offset = sums[1].view_as(offset) if needs[2] else None
+        grad_mixture = sums[2].view_as(mixture_weight) if needs[3] else None
+        grad_bias = sums[3] if bias_grad else None
+    elif bias_grad:
+        grad_bias = grad_out.sum(0)
+    return grad_x, grad_weight, grad_offset, grad_mixture, grad_bias
 
 
 def chosen_tiles() -> dict:
@@ -571,8 +592,6 @@ class TritonGMNM(torch.autograd.Function):
 
         def kernels():
             with _on_device(x):
-                grads = _backward(*tensors, grad_out, k, needs)
-            grad_bias = grad_out.sum(0) if has_bias and needs[4] else None
-            return (*grads, grad_bias, None)
+                return (*_backward(*tensors, grad_out, k, has_bias, needs), None)
 
         return _run_or_fall_back(kernels, torch_form)

@@ -18,12 +18,23 @@ ON_CUDA = torch.cuda.is_available() and not INTERPRET
 
 pytestmark = [
     pytest.mark.skipif(not _triton.available(), reason="needs Triton 3 or later"),
+    # A kernel that fails falls back to torch with this warning and the same results:
+    # here it fails the test instead of passing it through torch.
+    pytest.mark.filterwarnings("error:The GMNM Triton kernels failed:RuntimeWarning"),
     pytest.mark.skipif(
         not (ON_CUDA or INTERPRET), reason="needs CUDA, or TRITON_INTERPRET=1 set"
     ),
 ]
 DEVICE = "cuda" if ON_CUDA else "cpu"
+
 requires_gpu = pytest.mark.skipif(not ON_CUDA, reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def kernels_not_failed(monkeypatch):
+    """Each test starts with the kernels on: one test's failure (and fallback to
+    torch) must not send the later tests through torch."""
+    monkeypatch.setattr(_triton, "_failure", None)
 
 
 def random_layer_tensors(n, d, m, out, k, bias, seed=0):
@@ -94,6 +105,27 @@ def test_backward_is_deterministic():
         runs.append(torch.autograd.grad(y.square().sum(), wanted))
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
+
+
+def test_parameter_gradients_take_one_reduction():
+    """The groups' partial sums of all four parameter gradients (bias included) lie in
+    one buffer, added by one torch operation: every launch costs host time."""
+    tensors = random_layer_tensors(300, 6, 40, 3, 2, True)
+    x, params = tensors[0].detach(), tensors[1:]
+    y = _triton.TritonGMNM.apply(x, *params, 2)
+    grad_out = torch.randn_like(y)
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU]
+    ) as prof:
+        grads = torch.autograd.grad(y, params, grad_out)
+    reductions = [e.name for e in prof.events() if e.name in ("aten::sum", "aten::add")]
+    assert reductions == ["aten::sum"]
+    y_ref = F._gmnm_autograd(x, *params, 2)
+    grads_ref = torch.autograd.grad(y_ref, params, grad_out)
+    for got, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(
+            got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
+        )
 
 
 def test_only_the_input_and_parameters_are_saved():
