@@ -225,15 +225,54 @@ def cuda_step_memory(model, x):
     return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
+PROFILE_STEPS = 5
+# The models whose steps are profiled: the ReLU block, the library's default path and
+# torch's custom node.
+PROFILED = ("relu", "fused", "custom")
+
+
+def cuda_step_profile(model, x):
+    """What the GPU does in a training step, from torch's profiler (CUPTI): the GPU
+    operations launched (kernels, copies, fills) and the time they keep the GPU busy,
+    per step, over PROFILE_STEPS steps; None where the profiler cannot trace CUDA.
+
+    A step whose GPU busy time is well below its wall time is bound by the host:
+    Python, autograd and one launch per operation, not by the GPU's work.
+    """
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    activities.append(torch.profiler.ProfilerActivity.CUDA)
+    try:
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(PROFILE_STEPS):
+                train_step(model, x)
+            torch.cuda.synchronize()
+        on_gpu = [
+            e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+        ]
+    except Exception as error:  # a profiler without CUPTI: report, do not stop
+        print(f"no GPU profile ({type(error).__name__}: {error})", flush=True)
+        return None
+    if not on_gpu:
+        return None
+    busy_us = sum(e.time_range.elapsed_us() for e in on_gpu)
+    return {
+        "gpu_ops_per_step": len(on_gpu) / PROFILE_STEPS,
+        "gpu_busy_ms_per_step": busy_us / 1e3 / PROFILE_STEPS,
+    }
+
+
 def main_cuda(args):
     """The GPU table: same layers, batches that fill a GPU, compiled variants."""
     device = torch.device(args.device)
     m, k = args.n_components, args.n_projections
-    dims = [2, 16] if args.quick else [2, 16, 64, 256]
-    batches = [4096] if args.quick else [65536, 4096]
+    dims = args.dims or ([2, 16] if args.quick else [2, 16, 64, 256])
+    batches = args.batches or ([4096] if args.quick else [65536, 4096])
     repeats = 3 if args.quick else args.repeats
     names = ["relu", "relu_compiled", "fused", "centres", "custom", "autograd"]
     names += ["compiled", "compiled_autograd"]
+    if args.no_compile:
+        names = [name for name in names if "compiled" not in name]
 
     def timed(model, x, inner):
         torch.cuda.synchronize()
@@ -259,9 +298,10 @@ def main_cuda(args):
                     times[name].append(timed(model, x, inner))
             t = {name: median(v) for name, v in times.items()}
             peak = {name: cuda_step_memory(model, x) for name, model in models.items()}
+            profile = {name: cuda_step_profile(models[name], x) for name in PROFILED}
             g = models["fused"]
             layer_args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias)
-            best_relu = min(t["relu"], t["relu_compiled"])
+            best_relu = min(t[name] for name in ("relu", "relu_compiled") if name in t)
             row = {
                 "d": d,
                 "N": n,
@@ -278,9 +318,13 @@ def main_cuda(args):
                     if isinstance(models[name], CompiledOrEager)
                 },
                 **{f"speed_{name}": t["relu"] / t[name] for name in names[1:]},
-                "speed_compiled_vs_relu_compiled": t["relu_compiled"] / t["compiled"],
-                "speed_compiled_autograd_vs_relu_compiled": t["relu_compiled"]
-                / t["compiled_autograd"],
+                **{
+                    f"speed_{name}_vs_relu_compiled": t["relu_compiled"] / t[name]
+                    for name in ("compiled", "compiled_autograd")
+                    if name in t
+                },
+                "ms_per_step": {name: t[name] * 1e3 for name in names},
+                "profile": profile,
                 "peak_mib": peak,
                 **{f"peak_{name}": peak[name] / peak["relu"] for name in names[1:]},
             }
@@ -295,6 +339,7 @@ def write_results_cuda(rows, names, args, m, k):
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT + "_gpu"
     variants = names[1:]
+    compiled_pairs = [v for v in ("compiled", "compiled_autograd") if v in names]
     device = torch.cuda.get_device_name(torch.device(args.device))
     lines = [
         "# GMNM layer speed and memory vs a Linear+ReLU block (GPU)",
@@ -305,8 +350,8 @@ def write_results_cuda(rows, names, args, m, k):
         "`Linear(d, h) -> ReLU -> Linear(h, d)` has the same number of trainable "
         "parameters as the `fused` layer. Speed: samples/s of a forward+backward step "
         "(float32, TF32 off), as a multiple of the eager ReLU block's (median of "
-        f"{args.repeats} interleaved repeats; > 1 means GMNM is faster); the last two "
-        "speed columns compare compiled with compiled, and `fused / best ReLU` compares "
+        f"{args.repeats} interleaved repeats; > 1 means GMNM is faster); the `/ ReLU "
+        "compiled` columns compare compiled with compiled, and `fused / best ReLU` compares "
         "the library's default path with the faster of the eager and compiled ReLU "
         "block. `Triton`: whether `fused` and `centres` ran through the library's Triton "
         "kernels (`custom` and `autograd` are the torch forms). Memory: peak GPU memory "
@@ -314,28 +359,64 @@ def write_results_cuda(rows, names, args, m, k):
         "",
         "| d | N | Triton | fused / best ReLU | ReLU samples/s | "
         + " | ".join(f"speed {v}" for v in variants)
-        + " | compiled / ReLU compiled | compiled_autograd / ReLU compiled | "
+        + "".join(f" | {v} / ReLU compiled" for v in compiled_pairs)
+        + " | "
         + " | ".join(f"memory {v}" for v in variants)
         + " | ReLU MiB |",
-        "|" + "---|" * (5 + 2 * len(variants) + 3),
+        "|" + "---|" * (5 + 2 * len(variants) + len(compiled_pairs) + 1),
     ]
     for r in rows:
         lines.append(
             f"| {r['d']} | {r['N']} | {'yes' if r['triton_in_use'] else 'no'} | "
             f"{r['speed_fused_vs_best_relu']:.2f}x | {r['relu_samples_per_s']:,.0f} | "
             + " | ".join(f"{r[f'speed_{v}']:.2f}x" for v in variants)
-            + f" | {r['speed_compiled_vs_relu_compiled']:.2f}x"
-            f" | {r['speed_compiled_autograd_vs_relu_compiled']:.2f}x | "
+            + "".join(
+                f" | {r[f'speed_{v}_vs_relu_compiled']:.2f}x" for v in compiled_pairs
+            )
+            + " | "
             + " | ".join(f"{r[f'peak_{v}']:.2f}x" for v in variants)
             + f" | {r['peak_mib']['relu']:.0f} |"
         )
     in_use = {v for r in rows for v, used in r["compiled_in_use"].items() if not used}
+    if not compiled_pairs:
+        compile_note = "No compiled variants (`--no-compile`)."
+    elif not in_use:
+        compile_note = "Every compiled variant ran compiled."
+    else:
+        compile_note = (
+            f"torch.compile was unavailable for {sorted(in_use)}: they ran eagerly."
+        )
+    lines += ["", compile_note]
+    profiled = [name for name in PROFILED if name in names]
     lines += [
         "",
-        "Every compiled variant ran compiled."
-        if not in_use
-        else f"torch.compile was unavailable for {sorted(in_use)}: they ran eagerly.",
+        "## Where a step's time goes",
+        "",
+        "Wall time of a training step (the median of the timings above), the time the "
+        "GPU spends running its operations in a step, and the number of GPU operations "
+        "(kernels, copies, fills) a step launches, from torch's profiler over "
+        f"{PROFILE_STEPS} steps. Where the GPU is busy for much less than the wall time, "
+        "the step is bound by the host (Python, autograd, one launch per operation), "
+        "and fewer launches, not less arithmetic, make it faster.",
+        "",
+        "| d | N | "
+        + " | ".join(
+            f"{v} ms/step | {v} GPU busy ms | {v} GPU ops/step" for v in profiled
+        )
+        + " |",
+        "|" + "---|" * (2 + 3 * len(profiled)),
     ]
+    for r in rows:
+        cells = []
+        for v in profiled:
+            p = r["profile"].get(v)
+            cells.append(f"{r['ms_per_step'][v]:.3f}")
+            cells += (
+                [f"{p['gpu_busy_ms_per_step']:.3f}", f"{p['gpu_ops_per_step']:.0f}"]
+                if p
+                else ["n/a", "n/a"]
+            )
+        lines.append(f"| {r['d']} | {r['N']} | " + " | ".join(cells) + " |")
     with open(f"{out}.md", "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(f"{out}.json", "w") as f:
@@ -363,6 +444,18 @@ def main():
     parser.add_argument("--n-components", type=int, default=256)
     parser.add_argument("--n-projections", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="'cpu' or a CUDA device")
+    parser.add_argument(
+        "--dims", type=int, nargs="+", help="in_features to run (default: 2 16 64 256)"
+    )
+    parser.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        help="batch sizes to run (default: 256 1024 4096; on a GPU 65536 4096)",
+    )
+    parser.add_argument(
+        "--no-compile", action="store_true", help="leave out the torch.compile variants"
+    )
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument(
         "--steady-malloc",
@@ -385,11 +478,11 @@ def main():
     if torch.device(args.device).type == "cuda":
         return main_cuda(args)
     m, k = args.n_components, args.n_projections
-    dims = [2, 16] if args.quick else [2, 16, 64, 256]
-    batches = [256] if args.quick else [256, 1024, 4096]
+    dims = args.dims or ([2, 16] if args.quick else [2, 16, 64, 256])
+    batches = args.batches or ([256] if args.quick else [256, 1024, 4096])
     repeats = 3 if args.quick else args.repeats
     names = ["relu", "fused", "centres", "custom", "autograd", "unfused", "compiled"]
-    if args.quick:
+    if args.quick or args.no_compile:
         names.remove("compiled")
 
     rows = []
