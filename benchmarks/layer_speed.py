@@ -392,7 +392,6 @@ def write_results_cuda(rows, names, args, m, k):
             f"torch.compile was unavailable for {sorted(in_use)}: they ran eagerly."
         )
     lines += ["", compile_note]
-    profiled = [name for name in PROFILED if name in names]
     lines += [
         "",
         "## Where a step's time goes",
@@ -406,15 +405,15 @@ def write_results_cuda(rows, names, args, m, k):
         "",
         "| d | N | "
         + " | ".join(
-            f"{v} ms/step | {v} GPU busy ms | {v} GPU ops/step" for v in profiled
+            f"{v} ms/step | {v} GPU busy ms | {v} GPU ops/step" for v in PROFILED
         )
         + " |",
-        "|" + "---|" * (2 + 3 * len(profiled)),
+        "|" + "---|" * (2 + 3 * len(PROFILED)),
     ]
     for r in rows:
         cells = []
-        for v in profiled:
-            p = r["profile"].get(v)
+        for v in PROFILED:
+            p = r["profile"][v]
             cells.append(f"{r['ms_per_step'][v]:.3f}")
             cells += (
                 [f"{p['gpu_busy_ms_per_step']:.3f}", f"{p['gpu_ops_per_step']:.0f}"]
