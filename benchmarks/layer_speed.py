@@ -18,7 +18,12 @@ with h chosen so both have the same number of trainable parameters. Variants of 
   ``autograd`` stay the torch forms,
 - GPU only: ``compiled_autograd`` (``torch.compile`` of the plain-autograd form, which
   leaves fusion and recomputation to Inductor) and ``relu_compiled`` (the ReLU block
-  compiled too, for a like-for-like ratio).
+  compiled too, for a like-for-like ratio),
+- GPU only: ``fused_graphed`` and ``relu_graphed``, the ``fused`` layer and the ReLU
+  block with their forward and backward captured as CUDA graphs
+  (``torch.cuda.make_graphed_callables``): a step replays two graphs instead of
+  launching every operation from Python, so these two compare the GPU's work without
+  the host's cost per launch (``--no-graphs`` leaves them out).
 
 Every timing is the median over ``--repeats`` rounds, models interleaved within a round
 so drifts in machine speed hit all of them alike (on the CPU in a new, seeded order each
@@ -116,12 +121,12 @@ def build(name, d, m, k, device="cpu"):
 def _build(name, d, m, k):
     torch.manual_seed(0)
     fused = GMNM(d, d, n_components=m, n_projections=k, explicit_centers=False)
-    if name in ("relu", "relu_compiled"):
+    if name in ("relu", "relu_compiled", "relu_graphed"):
         budget = count_parameters(fused)
         hidden = max(1, round((budget - d) / (2 * d + 1)))
         relu = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d))
-        return relu if name == "relu" else CompiledOrEager(relu, dynamic=False)
-    if name == "fused":
+        return CompiledOrEager(relu, dynamic=False) if name == "relu_compiled" else relu
+    if name in ("fused", "fused_graphed"):  # main_cuda captures the graphed ones
         return fused
     if name == "centres":
         return GMNM(d, d, n_components=m, n_projections=k, explicit_centers=True)
@@ -230,10 +235,32 @@ def cuda_step_memory(model, x):
     return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
+def cuda_graphed(model, x):
+    """``model`` with its forward and backward captured as CUDA graphs for inputs like
+    ``x`` (``torch.cuda.make_graphed_callables``), and whether capture worked: where it
+    fails, the model comes back as it was (and runs eagerly) and the run goes on.
+
+    A kernel that failed during capture would have sent the library to torch's
+    operations for the rest of the process (``_triton._run_or_fall_back``): that is
+    undone, and the capture counts as failed.
+    """
+    failure_before = _triton._failure
+    try:
+        graphed = torch.cuda.make_graphed_callables(model, (x,))
+        torch.cuda.synchronize()
+    except Exception as error:
+        print(f"no CUDA graph ({type(error).__name__}: {error})", flush=True)
+        graphed = None
+    if _triton._failure is not failure_before:
+        print(f"a kernel failed during capture: {_triton._failure!r}", flush=True)
+        _triton._failure, graphed = failure_before, None
+    return (model, False) if graphed is None else (graphed, True)
+
+
 PROFILE_STEPS = 5
-# The models whose steps are profiled: the ReLU block, the library's default path and
-# torch's custom node.
-PROFILED = ("relu", "fused", "custom")
+# The models whose steps are profiled (those of them in the run): the ReLU block, the
+# library's default path and torch's custom node, then the first two as CUDA graphs.
+PROFILED = ("relu", "fused", "custom", "relu_graphed", "fused_graphed")
 
 
 def cuda_step_profile(model, x):
@@ -274,10 +301,14 @@ def main_cuda(args):
     dims = args.dims or ([2, 16] if args.quick else [2, 16, 64, 256])
     batches = args.batches or ([4096] if args.quick else [65536, 4096])
     repeats = 3 if args.quick else args.repeats
-    names = ["relu", "relu_compiled", "fused", "centres", "custom", "autograd"]
-    names += ["compiled", "compiled_autograd"]
+    names = ["relu", "relu_compiled", "relu_graphed", "fused", "centres", "custom"]
+    names += ["autograd", "fused_graphed", "compiled", "compiled_autograd"]
     if args.no_compile:
         names = [name for name in names if "compiled" not in name]
+    if args.no_graphs:
+        names = [name for name in names if "graphed" not in name]
+    relus = [name for name in names if name.startswith("relu")]
+    gmnms = [name for name in ("fused", "fused_graphed", "compiled") if name in names]
 
     def timed(model, x, inner):
         torch.cuda.synchronize()
@@ -293,6 +324,10 @@ def main_cuda(args):
             torch._dynamo.reset()  # compile afresh: no recompile limit, no stale cache
             x = torch.randn(n, d, device=device)
             models = {name: build(name, d, m, k, device) for name in names}
+            graphed_in_use = {}
+            for name in names:
+                if name.endswith("_graphed"):
+                    models[name], graphed_in_use[name] = cuda_graphed(models[name], x)
             for model in models.values():  # warm up (and compile)
                 for _ in range(3):
                     train_step(model, x)
@@ -302,11 +337,23 @@ def main_cuda(args):
                 for name, model in models.items():
                     times[name].append(timed(model, x, inner))
             t = {name: median(v) for name, v in times.items()}
-            peak = {name: cuda_step_memory(model, x) for name, model in models.items()}
-            profile = {name: cuda_step_profile(models[name], x) for name in PROFILED}
+            # (a graph keeps its memory in a pool of its own, allocated at capture: the
+            # graphed models' steps are left out of the memory columns)
+            peak = {
+                name: cuda_step_memory(model, x)
+                for name, model in models.items()
+                if "graphed" not in name
+            }
+            profile = {
+                name: cuda_step_profile(models[name], x)
+                for name in PROFILED
+                if name in names
+            }
             g = models["fused"]
             layer_args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias)
             best_relu = min(t[name] for name in ("relu", "relu_compiled") if name in t)
+            fastest_relu = min(relus, key=t.get)
+            fastest_gmnm = min(gmnms, key=t.get)
             row = {
                 "d": d,
                 "N": n,
@@ -317,6 +364,10 @@ def main_cuda(args):
                 "triton_in_use": F._use_triton((*layer_args, k)),
                 "triton_tiles": _triton.chosen_tiles(),
                 "speed_fused_vs_best_relu": best_relu / t["fused"],
+                "fastest_relu": fastest_relu,
+                "fastest_gmnm": fastest_gmnm,
+                "speed_fastest_gmnm_vs_fastest_relu": t[fastest_relu] / t[fastest_gmnm],
+                "graphed_in_use": graphed_in_use,
                 "compiled_in_use": {
                     name: models[name].compiled
                     for name in names
@@ -328,23 +379,48 @@ def main_cuda(args):
                     for name in ("compiled", "compiled_autograd")
                     if name in t
                 },
+                **(
+                    {
+                        "speed_fused_graphed_vs_relu_graphed": t["relu_graphed"]
+                        / t["fused_graphed"]
+                    }
+                    if "fused_graphed" in t
+                    else {}
+                ),
                 "ms_per_step": {name: t[name] * 1e3 for name in names},
                 "profile": profile,
                 "peak_mib": peak,
-                **{f"peak_{name}": peak[name] / peak["relu"] for name in names[1:]},
+                **{
+                    f"peak_{name}": peak[name] / peak["relu"]
+                    for name in peak
+                    if name != "relu"
+                },
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
+            # the files after every row: a run stopped at a time limit leaves its table
+            write_results_cuda(rows, names, args, m, k, echo=False)
             del models, x
             torch.cuda.empty_cache()
     write_results_cuda(rows, names, args, m, k)
 
 
-def write_results_cuda(rows, names, args, m, k):
+def write_results_cuda(rows, names, args, m, k, echo=True):
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT + "_gpu"
     variants = names[1:]
-    compiled_pairs = [v for v in ("compiled", "compiled_autograd") if v in names]
+    in_memory = [v for v in variants if "graphed" not in v]
+    # (variant, the ReLU block it is compared with, the row's key)
+    pairs = [
+        (v, "ReLU compiled", f"speed_{v}_vs_relu_compiled")
+        for v in ("compiled", "compiled_autograd")
+        if v in names
+    ]
+    if "fused_graphed" in names:
+        pairs.append(
+            ("fused_graphed", "ReLU graphed", "speed_fused_graphed_vs_relu_graphed")
+        )
+    profiled = [v for v in PROFILED if v in names]
     device = torch.cuda.get_device_name(torch.device(args.device))
     lines = [
         "# GMNM layer speed and memory vs a Linear+ReLU block (GPU)",
@@ -356,34 +432,41 @@ def write_results_cuda(rows, names, args, m, k):
         "parameters as the `fused` layer. Speed: samples/s of a forward+backward step "
         "(float32, TF32 off), as a multiple of the eager ReLU block's (median of "
         f"{args.repeats} interleaved repeats; > 1 means GMNM is faster); the `/ ReLU "
-        "compiled` columns compare compiled with compiled, and `fused / best ReLU` compares "
-        "the library's default path with the faster of the eager and compiled ReLU "
-        "block. `Triton`: whether `fused` and `centres` ran through the library's Triton "
-        "kernels (`custom` and `autograd` are the torch forms). Memory: peak GPU memory "
-        "a training step allocates, as a multiple of the eager ReLU block's.",
+        "compiled` and `/ ReLU graphed` columns compare like with like, `fused / best "
+        "ReLU` compares the library's default path with the faster of the eager and "
+        "compiled ReLU block, and `fastest GMNM / fastest ReLU` the fastest of the "
+        "GMNM forms a user can pick (`fused`, `fused_graphed`, `compiled`) with the "
+        "fastest ReLU block, naming both. `_graphed`: forward and backward captured as "
+        "CUDA graphs. `Triton`: whether `fused` and `centres` ran through the "
+        "library's Triton kernels (`custom` and `autograd` are the torch forms). "
+        "Memory: peak GPU memory a training step allocates, as a multiple of the eager "
+        "ReLU block's (the graphed models are left out: a graph allocates its memory "
+        "at capture).",
         "",
-        "| d | N | Triton | fused / best ReLU | ReLU samples/s | "
+        "| d | N | Triton | fused / best ReLU | fastest GMNM / fastest ReLU | "
+        "ReLU samples/s | "
         + " | ".join(f"speed {v}" for v in variants)
-        + "".join(f" | {v} / ReLU compiled" for v in compiled_pairs)
+        + "".join(f" | {v} / {relu}" for v, relu, _ in pairs)
         + " | "
-        + " | ".join(f"memory {v}" for v in variants)
+        + " | ".join(f"memory {v}" for v in in_memory)
         + " | ReLU MiB |",
-        "|" + "---|" * (5 + 2 * len(variants) + len(compiled_pairs) + 1),
+        "|" + "---|" * (6 + len(variants) + len(pairs) + len(in_memory) + 1),
     ]
     for r in rows:
         lines.append(
             f"| {r['d']} | {r['N']} | {'yes' if r['triton_in_use'] else 'no'} | "
-            f"{r['speed_fused_vs_best_relu']:.2f}x | {r['relu_samples_per_s']:,.0f} | "
+            f"{r['speed_fused_vs_best_relu']:.2f}x | "
+            f"{r['speed_fastest_gmnm_vs_fastest_relu']:.2f}x "
+            f"({r['fastest_gmnm']} / {r['fastest_relu']}) | "
+            f"{r['relu_samples_per_s']:,.0f} | "
             + " | ".join(f"{r[f'speed_{v}']:.2f}x" for v in variants)
-            + "".join(
-                f" | {r[f'speed_{v}_vs_relu_compiled']:.2f}x" for v in compiled_pairs
-            )
+            + "".join(f" | {r[key]:.2f}x" for _, _, key in pairs)
             + " | "
-            + " | ".join(f"{r[f'peak_{v}']:.2f}x" for v in variants)
+            + " | ".join(f"{r[f'peak_{v}']:.2f}x" for v in in_memory)
             + f" | {r['peak_mib']['relu']:.0f} |"
         )
     in_use = {v for r in rows for v, used in r["compiled_in_use"].items() if not used}
-    if not compiled_pairs:
+    if "compiled" not in names:
         compile_note = "No compiled variants (`--no-compile`)."
     elif not in_use:
         compile_note = "Every compiled variant ran compiled."
@@ -391,7 +474,19 @@ def write_results_cuda(rows, names, args, m, k):
         compile_note = (
             f"torch.compile was unavailable for {sorted(in_use)}: they ran eagerly."
         )
-    lines += ["", compile_note]
+    not_graphed = {
+        v for r in rows for v, used in r["graphed_in_use"].items() if not used
+    }
+    if "fused_graphed" not in names:
+        graph_note = "No graphed variants (`--no-graphs`)."
+    elif not not_graphed:
+        graph_note = "Every graphed variant ran as CUDA graphs."
+    else:
+        graph_note = (
+            f"CUDA graph capture failed for {sorted(not_graphed)} (the log says why): "
+            "they ran eagerly."
+        )
+    lines += ["", compile_note, graph_note]
     lines += [
         "",
         "## Where a step's time goes",
@@ -405,14 +500,14 @@ def write_results_cuda(rows, names, args, m, k):
         "",
         "| d | N | "
         + " | ".join(
-            f"{v} ms/step | {v} GPU busy ms | {v} GPU ops/step" for v in PROFILED
+            f"{v} ms/step | {v} GPU busy ms | {v} GPU ops/step" for v in profiled
         )
         + " |",
-        "|" + "---|" * (2 + 3 * len(PROFILED)),
+        "|" + "---|" * (2 + 3 * len(profiled)),
     ]
     for r in rows:
         cells = []
-        for v in PROFILED:
+        for v in profiled:
             p = r["profile"][v]
             cells.append(f"{r['ms_per_step'][v]:.3f}")
             cells += (
@@ -434,7 +529,8 @@ def write_results_cuda(rows, names, args, m, k):
             indent=1,
         )
     plot(rows, variants, out)
-    print("\n".join(lines))
+    if echo:
+        print("\n".join(lines))
 
 
 DEFAULT_OUT = str(RESULTS / "layer_speed")
@@ -459,6 +555,11 @@ def main():
     )
     parser.add_argument(
         "--no-compile", action="store_true", help="leave out the torch.compile variants"
+    )
+    parser.add_argument(
+        "--no-graphs",
+        action="store_true",
+        help="on a GPU, leave out the CUDA-graph variants",
     )
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument(
