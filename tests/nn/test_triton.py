@@ -285,11 +285,12 @@ def test_training_a_network_on_cuda_matches_the_torch_path(monkeypatch):
 
 
 @requires_gpu
-def test_layer_captured_as_cuda_graphs_matches_eager(count_calls):
+def test_layer_captured_as_cuda_graphs_matches_eager(monkeypatch, count_calls):
     """The kernels can be captured as CUDA graphs (``torch.cuda.make_graphed_callables``),
     which take the host's cost per launch out of a step: on new inputs the graphed
     layer gives the eager layer's outputs and gradients."""
     torch.manual_seed(0)
+    monkeypatch.setattr(F, "USE_TRITON", "auto")  # the default: 4 features take them
     layer = GMNM(4, 3, n_components=40).cuda()
     graphed = copy.deepcopy(layer)
     calls = count_calls(_triton.TritonGMNM)
