@@ -33,6 +33,7 @@ a GPU.
 """
 
 import contextlib
+import functools
 import math
 import os
 import warnings
@@ -398,14 +399,27 @@ if triton is not None:
                 tl.store(gpi_base + OUT * M + cols_o, gb, mask=o_ok)
 
 
+def _cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for the host's launch arithmetic (``triton.cdiv`` is a Triton
+    constexpr function, several times as slow to call from Python)."""
+    return -(-a // b)
+
+
 def _constants(x, n_projections, d, out_features):
     """The kernels' compile-time constants other than the tuned tile sizes."""
+    return _constants_for(x.dtype, n_projections, d, out_features, _precision())
+
+
+@functools.lru_cache(maxsize=256)
+def _constants_for(dtype, n_projections, d, out_features, precision):
+    # Computed once per layer shape: every launch costs host time, which can be most of
+    # a step's time on a GPU (benchmarks/results/layer_speed_gpu.md).
     from .functional import _exponent_floor
 
     return {
         "K": n_projections,
-        "FLOOR": _exponent_floor(x.dtype),
-        "PREC": _precision(),
+        "FLOOR": _exponent_floor(dtype),
+        "PREC": precision,
         "BLOCK_D": _block(d),
         "BLOCK_OUT": _block(out_features),
     }
@@ -416,7 +430,7 @@ def _forward(x, weight, offset, mixture_weight, bias, n_projections):
     m = weight.shape[0] // n_projections
     out_features = mixture_weight.shape[0]
     out = torch.empty(n, out_features, device=x.device, dtype=x.dtype)
-    _forward_kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
+    _forward_kernel[lambda meta: (_cdiv(n, meta["BLOCK_N"]),)](
         x,
         weight,
         offset,
@@ -437,11 +451,16 @@ def _row_groups(n, m, device):
     """How many groups of row tiles the parameter-gradient kernel splits the rows into
     (each program takes every groups-th tile): enough programs to fill the GPU about
     four times over with blocks of 32 Gaussians, no more than tiles of 32 rows."""
-    if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-    else:  # the interpreter
-        sms = 4
-    return max(1, min(triton.cdiv(n, 32), math.ceil(4 * sms / triton.cdiv(m, 32))))
+    sms = (
+        _multiprocessors(device.index) if device.type == "cuda" else 4
+    )  # 4: interpreter
+    return max(1, min(_cdiv(n, 32), _cdiv(4 * sms, _cdiv(m, 32))))
+
+
+@functools.cache
+def _multiprocessors(index: int) -> int:
+    """The number of streaming multiprocessors of CUDA device ``index``."""
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def _backward(
@@ -457,7 +476,7 @@ def _backward(
     grad_x = None
     if needs[0]:
         grad_x = torch.empty_like(x)
-        _grad_input_kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
+        _grad_input_kernel[lambda meta: (_cdiv(n, meta["BLOCK_N"]),)](
             x,
             weight,
             offset,
@@ -480,7 +499,7 @@ def _backward(
         sizes += [out_features] if bias_grad else []
         groups = _row_groups(n, m, x.device)
         partial = torch.empty(groups, sum(sizes), device=x.device, dtype=x.dtype)
-        _grad_params_kernel[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), groups)](
+        _grad_params_kernel[lambda meta: (_cdiv(m, meta["BLOCK_M"]), groups)](
             x,
             weight,
             offset,
@@ -496,7 +515,7 @@ def _backward(
             BIAS_GRAD=bias_grad,
             **const,
         )
-        sums = partial.sum(0).split(sizes)  # in a fixed order: deterministic
+        sums = partial.sum(0).split_with_sizes(sizes)  # a fixed order: deterministic
         grad_weight = sums[0].view_as(weight) if needs[1] else None
         grad_offset = sums[1].view_as(offset) if needs[2] else None
         grad_mixture = sums[2].view_as(mixture_weight) if needs[3] else None
@@ -519,8 +538,12 @@ def chosen_tiles() -> dict:
 
 
 def _on_device(x):
-    """Launch on x's GPU (Triton launches on the current device)."""
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+    """Launch on x's GPU (Triton launches on the current device); nothing to switch
+    when it is the current device already (the common case: a switch costs host time
+    at every launch)."""
+    if x.is_cuda and x.device.index != torch.cuda.current_device():
+        return torch.cuda.device(x.device)
+    return contextlib.nullcontext()
 
 
 def _run_or_fall_back(kernels, torch_form):
