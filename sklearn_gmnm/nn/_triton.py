@@ -451,9 +451,10 @@ def _row_groups(n, m, device):
     """How many groups of row tiles the parameter-gradient kernel splits the rows into
     (each program takes every groups-th tile): enough programs to fill the GPU about
     four times over with blocks of 32 Gaussians, no more than tiles of 32 rows."""
-    sms = (
-        _multiprocessors(device.index) if device.type == "cuda" else 4
-    )  # 4: interpreter
+    if device.type == "cuda":
+        sms = _multiprocessors(device.index)
+    else:  # the interpreter
+        sms = 4
     return max(1, min(_cdiv(n, 32), _cdiv(4 * sms, _cdiv(m, 32))))
 
 
