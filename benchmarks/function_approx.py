@@ -127,10 +127,17 @@ def gmnm_relative():
     return GMNM(2, 1, n_components=32, n_projections=2, relative_projections=True)
 
 
-def gmnm_zero_start():
-    # mixture weights and bias start at zero, so training starts from the zero function
-    # rather than a random sum of the Gaussians (init_from_data leaves them as they are)
-    model = gmnm_relative()
+def gmnm_zero_start(n_components=32, n_projections=2):
+    # gmnm_relative whose mixture weights and bias start at zero, so training starts from
+    # the zero function rather than a random sum of the Gaussians (init_from_data leaves
+    # them as they are)
+    model = GMNM(
+        2,
+        1,
+        n_components=n_components,
+        n_projections=n_projections,
+        relative_projections=True,
+    )
     nn.init.zeros_(model.mixture_weight)
     nn.init.zeros_(model.bias)
     return model
@@ -143,15 +150,7 @@ def gmnm_zero_lever(n_components=32, n_projections=2, lr_scale=None, lstsq=False
     their least-squares fit to the training targets for the placed Gaussians."""
 
     def build():
-        model = GMNM(
-            2,
-            1,
-            n_components=n_components,
-            n_projections=n_projections,
-            relative_projections=True,
-        )
-        nn.init.zeros_(model.mixture_weight)
-        nn.init.zeros_(model.bias)
+        model = gmnm_zero_start(n_components, n_projections)
         model.lr_scale = lr_scale or {}
         model.least_squares_start = lstsq
         return model

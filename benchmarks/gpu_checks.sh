@@ -11,10 +11,11 @@
 #
 #     bash benchmarks/gpu_checks.sh [COPY_RESULTS_TO]
 #
-# Results go to benchmarks/results/ (*_gpu.* and *_gpu_*.*) and, if a folder is given, are packed
-# there (gpu_results.tgz) with the log. Each step has its own time limit so that one
-# slow step cannot take the others' time. If the Triton kernels fail on this machine,
-# the later steps run with SKLEARN_GMNM_TRITON=0 (the torch path) and the log says so.
+# Results go to benchmarks/results/ (*_gpu.* and *_gpu_*.*) and, if a folder is given,
+# are packed there (gpu_results.tgz) with the log. Each step has its own time limit, so
+# that one slow step cannot take the others' time. If the Triton kernels fail on this
+# machine, the later steps run with SKLEARN_GMNM_TRITON=0 (the torch path) and the log
+# says so.
 set -u
 dest=${1:-}
 log=benchmarks/results/gpu_checks.log

@@ -42,8 +42,9 @@ On a GPU every step is timed between ``torch.cuda.synchronize()`` calls, and mem
 the peak of ``torch.cuda.max_memory_allocated`` during a step above what was allocated
 before it, at the row's own batch size; matrix products run in full float32 (torch's
 default: TF32 off). A second table says where a step's time goes for the ReLU block,
-the library's default path and torch's custom node: wall time, the time the GPU is busy
-and the GPU operations launched per step (torch's profiler). ``--dims``, ``--batches``
+the library's default path and torch's custom node (and the first two as CUDA graphs):
+wall time, the time the GPU is busy and the GPU operations launched per step (torch's
+profiler). ``--dims``, ``--batches``
 and ``--no-compile`` pick a part of the table, e.g. a million rows::
 
     python benchmarks/layer_speed.py --device cuda --dims 2 16 --batches 1048576 --no-compile
