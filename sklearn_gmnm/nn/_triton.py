@@ -50,11 +50,23 @@ except ImportError:  # Triton ships with torch's CUDA builds, not with its CPU b
 # the output accumulator sits in registers.
 MAX_FEATURES = 128
 # Up to this many input features, functional.gmnm takes the kernels by default
-# (USE_TRITON="auto"). On an H100 (benchmarks/results/layer_speed_gpu.md, m=256, k=2,
-# a training step at 4,096 and 65,536 rows) they ran 1.01-1.15x as fast as torch's
-# fastest eager form at in_features 2 and 16, allocating 0.6-11% of its memory; at 64
-# features, 1.14x at 4,096 rows but 0.66x at 65,536.
+# (USE_TRITON="auto"). On an H100 (benchmarks/results/layer_speed_gpu_h100.md, m=256,
+# k=2, a training step at 4,096 and 65,536 rows) they ran 1.01-1.15x as fast as torch's
+# fastest eager form at in_features 2 and 16, allocating 0.6-11% of its memory. On an
+# H200 (layer_speed_gpu.md, layer_speed_gpu_large.md) they kept the GPU busy 0.86-0.92x
+# as long as the ReLU block of the same size did, where torch's form took 1.3-1.5x.
 AUTO_MAX_FEATURES = 32
+# Up to this many input features, "auto" also takes them for batches of up to
+# AUTO_FEW_ROWS rows. At 64 features the kernels do more GPU work than torch's form
+# (2.2-2.6x its GPU busy time at 4,096-8,192 rows on an H200) but launch a third as
+# many GPU operations, and a step on a few thousand rows is bound by the host's cost per
+# launch: eager training steps ran 1.37-1.40x as fast as torch's form at 4,096-16,384
+# rows on the H200 and 1.14x at 4,096 on an H100, but 0.93x at 32,768 rows and 0.50x
+# at 65,536 (H200; 0.66x on the H100). AUTO_FEW_ROWS stays well below that crossing,
+# since a faster host moves it down (results/layer_speed_gpu_d64_triton.md and
+# layer_speed_gpu_d64_sweep.md, H200; layer_speed_gpu_h100.md).
+AUTO_MAX_FEATURES_FEW_ROWS = 64
+AUTO_FEW_ROWS = 8192
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # Set to the error when the kernels failed to compile or launch on this machine: the
 # process then uses torch's operations (see TritonGMNM).

@@ -158,11 +158,13 @@ def _triton_setting(value: str):
 #: When :func:`gmnm` runs float32 CUDA inputs through the Triton kernels of
 #: ``sklearn_gmnm.nn._triton`` (where Triton is installed and they apply): "auto" (the
 #: default) for up to ``_triton.AUTO_MAX_FEATURES`` (32) input features, where they
-#: measured no slower than torch's operations on an H100 and took a small fraction of
-#: the memory; True wherever they apply (up to 128 features; at 64 features and 65,536
-#: rows they ran 0.66x as fast as torch's operations); False never. Set it here, or
-#: with the environment variable ``SKLEARN_GMNM_TRITON`` (auto, 1 or 0) before the
-#: import.
+#: measured no slower than torch's operations on an H100 and an H200 and took a small
+#: fraction of the memory, and for up to ``_triton.AUTO_MAX_FEATURES_FEW_ROWS`` (64)
+#: features on batches of up to ``_triton.AUTO_FEW_ROWS`` (8,192) rows, where they
+#: launch fewer operations; True wherever they apply (up to 128 features; at 64
+#: features and 65,536 rows they ran 0.50-0.66x as fast as torch's operations); False
+#: never. Set it here, or with the environment variable ``SKLEARN_GMNM_TRITON`` (auto, 1
+#: or 0) before the import.
 USE_TRITON = _triton_setting(os.environ.get("SKLEARN_GMNM_TRITON", "auto"))
 
 
@@ -170,7 +172,13 @@ def _use_triton(args) -> bool:
     """Whether :func:`gmnm` takes the Triton kernels for these (2-d) arguments."""
     if USE_TRITON is False or not _triton.supports(*args):
         return False
-    return USE_TRITON is True or args[0].shape[-1] <= _triton.AUTO_MAX_FEATURES
+    if USE_TRITON is True:
+        return True
+    n_rows, in_features = args[0].shape
+    return in_features <= _triton.AUTO_MAX_FEATURES or (
+        in_features <= _triton.AUTO_MAX_FEATURES_FEW_ROWS
+        and n_rows <= _triton.AUTO_FEW_ROWS
+    )
 
 
 def _gmnm_autograd(x, weight, offset, mixture_weight, bias, n_projections):

@@ -550,17 +550,27 @@ def test_triton_setting_rejects_other_values():
 
 
 def test_triton_dispatch_follows_use_triton(monkeypatch):
-    """'auto' takes the kernels up to AUTO_MAX_FEATURES inputs, True wherever they
-    apply, False never (here the kernels are said to apply to everything)."""
+    """'auto' takes the kernels up to AUTO_MAX_FEATURES inputs, and up to
+    AUTO_MAX_FEATURES_FEW_ROWS inputs for batches of up to AUTO_FEW_ROWS rows; True
+    wherever they apply, False never (here the kernels are said to apply to everything)."""
     monkeypatch.setattr(F._triton, "supports", lambda *args: True)
-    narrow, wide = (torch.zeros(3, 32),), (torch.zeros(3, 33),)
-    assert F._triton.AUTO_MAX_FEATURES == 32
+    T = F._triton
+    assert (T.AUTO_MAX_FEATURES, T.AUTO_MAX_FEATURES_FEW_ROWS) == (32, 64)
+    assert T.AUTO_FEW_ROWS == 8192
+    taken = [
+        torch.zeros(3, 32),
+        torch.zeros(100_000, 32),
+        torch.zeros(8192, 33),
+        torch.zeros(8192, 64),
+    ]
+    left = [torch.zeros(8193, 33), torch.zeros(100_000, 64), torch.zeros(3, 65)]
+    cases = [(x,) for x in taken + left]
     monkeypatch.setattr(F, "USE_TRITON", "auto")
-    assert F._use_triton(narrow) and not F._use_triton(wide)
+    assert [F._use_triton(args) for args in cases] == [True] * 4 + [False] * 3
     monkeypatch.setattr(F, "USE_TRITON", True)
-    assert F._use_triton(narrow) and F._use_triton(wide)
+    assert all(F._use_triton(args) for args in cases)
     monkeypatch.setattr(F, "USE_TRITON", False)
-    assert not F._use_triton(narrow) and not F._use_triton(wide)
+    assert not any(F._use_triton(args) for args in cases)
 
 
 def saved_sizes(fn):

@@ -251,14 +251,17 @@ def test_layer_on_cuda_takes_the_kernels_and_matches_torch(
 @requires_gpu
 def test_wide_inputs_take_the_kernels_only_when_asked(monkeypatch, count_calls):
     layer = GMNM(40, 2, n_components=16).cuda()
-    x = torch.randn(100, 40, device="cuda")
+    few_rows = torch.randn(100, 40, device="cuda")
+    many_rows = torch.randn(_triton.AUTO_FEW_ROWS + 1, 40, device="cuda")
     calls = count_calls(_triton.TritonGMNM)
     monkeypatch.setattr(F, "USE_TRITON", "auto")
-    layer(x)
-    assert not calls  # 40 > AUTO_MAX_FEATURES: torch's operations
+    layer(many_rows)
+    assert not calls  # 40 > AUTO_MAX_FEATURES on many rows: torch's operations
+    layer(few_rows)
+    assert len(calls) == 1  # 40 <= AUTO_MAX_FEATURES_FEW_ROWS on few rows: the kernels
     monkeypatch.setattr(F, "USE_TRITON", True)
-    layer(x)
-    assert calls
+    layer(many_rows)
+    assert len(calls) == 2
 
 
 @requires_gpu
