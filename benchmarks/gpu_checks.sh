@@ -2,11 +2,14 @@
 # The checks that need a GPU, in one run, most important first: the CUDA and Triton
 # tests, the GPU layer-speed table (with where each step's time goes, and the ReLU block
 # and the GMNM layer as CUDA graphs: the GPU's work without the host's cost per launch),
-# the same at a million rows, and the GPU estimator-speed table. At most about 9.5
-# minutes (run it with a 600 s limit; on an H200 it took 6.5 minutes with the tests
-# stopped at 150 s); the layer tables are written after every row, so
-# a step stopped at its time limit still leaves the rows it measured. The million-row
-# scale run on the GPU, measured once (results/scale_gpu.md), is left out for time:
+# the same at a million rows, and at 64 and 256 inputs the ReLU block and GMNM compiled
+# with torch.compile's mode="reduce-overhead" (fused kernels run as CUDA graphs). At most
+# about 9.7 minutes (run it with a 600 s limit); the layer tables are written after every
+# row, so a step stopped at its time limit still leaves the rows it measured. Left out
+# for time, each measured once on a GPU: the estimator-speed table (H200,
+# results/estimator_speed_gpu.md) and the million-row scale run (H100,
+# results/scale_gpu.md):
+#     python3 benchmarks/estimator_speed.py --device cuda --threads 16 --repeats 3
 #     python3 benchmarks/scale.py --device cuda --threads 16 --epochs 2
 # Run from the repository root on a machine with CUDA:
 #
@@ -31,7 +34,7 @@ mkdir -p benchmarks/results
     # Triton's autotuner compiles four tile settings per kernel and layer shape: spread
     # the tests over every core (on an H100 they took 74 s; on an H200, over 150 s).
     workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n 16" || echo "")
-    timeout 210 python3 -m pytest tests -q -p no:cacheprovider -k "cuda or triton" $workers -rs
+    timeout 200 python3 -m pytest tests -q -p no:cacheprovider -k "cuda or triton" $workers -rs
     echo "pytest exit status: $?"
     if ! python3 - <<'PY'
 import torch
@@ -49,7 +52,7 @@ PY
     fi
 
     echo "== layer speed"
-    timeout 200 python3 benchmarks/layer_speed.py --device cuda --threads 16 --repeats 3
+    timeout 190 python3 benchmarks/layer_speed.py --device cuda --threads 16 --repeats 3
     echo "layer_speed exit status: $?"
 
     echo "== layer speed at a million rows (no compiled variants): does the GPU's work or the host set the pace?"
@@ -57,9 +60,11 @@ PY
         --dims 2 16 --batches 1048576 --no-compile --out benchmarks/results/layer_speed_gpu_large
     echo "layer_speed (large) exit status: $?"
 
-    echo "== estimator speed"
-    timeout 90 python3 benchmarks/estimator_speed.py --device cuda --threads 16 --repeats 3
-    echo "estimator_speed exit status: $?"
+    echo "== reduce-overhead at 64 and 256 inputs, where GMNM's GPU work is the larger"
+    timeout 120 python3 benchmarks/layer_speed.py --device cuda --threads 16 --repeats 3 \
+        --dims 64 256 --batches 65536 --reduce-overhead \
+        --out benchmarks/results/layer_speed_gpu_reduce_overhead
+    echo "layer_speed (reduce-overhead) exit status: $?"
 
 } 2>&1 | tee "$log"
 if [ -n "$dest" ]; then

@@ -23,7 +23,11 @@ with h chosen so both have the same number of trainable parameters. Variants of 
   block with their forward and backward captured as CUDA graphs
   (``torch.cuda.make_graphed_callables``): a step replays two graphs instead of
   launching every operation from Python, so these two compare the GPU's work without
-  the host's cost per launch (``--no-graphs`` leaves them out).
+  the host's cost per launch (``--no-graphs`` leaves them out),
+- GPU only, with ``--reduce-overhead``: ``compiled_autograd_graphed`` and
+  ``relu_compiled_graphed``, ``compiled_autograd`` and ``relu_compiled`` compiled with
+  ``mode="reduce-overhead"``, which runs Inductor's fused kernels as CUDA graphs: fused
+  elementwise work and no host cost per launch.
 
 Every timing is the median over ``--repeats`` rounds, models interleaved within a round
 so drifts in machine speed hit all of them alike (on the CPU in a new, seeded order each
@@ -122,11 +126,17 @@ def build(name, d, m, k, device="cpu"):
 def _build(name, d, m, k):
     torch.manual_seed(0)
     fused = GMNM(d, d, n_components=m, n_projections=k, explicit_centers=False)
-    if name in ("relu", "relu_compiled", "relu_graphed"):
+    if name.startswith("relu"):
         budget = count_parameters(fused)
         hidden = max(1, round((budget - d) / (2 * d + 1)))
         relu = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d))
-        return CompiledOrEager(relu, dynamic=False) if name == "relu_compiled" else relu
+        if name == "relu_compiled":
+            return CompiledOrEager(relu, dynamic=False)
+        if name == "relu_compiled_graphed":
+            return CompiledOrEager(relu, dynamic=False, mode="reduce-overhead")
+        if name in ("relu", "relu_graphed"):  # main_cuda captures the graphed one
+            return relu
+        raise ValueError(name)
     if name in ("fused", "fused_graphed"):  # main_cuda captures the graphed ones
         return fused
     if name == "centres":
@@ -141,6 +151,10 @@ def _build(name, d, m, k):
         return CompiledOrEager(fused, dynamic=False)
     if name == "compiled_autograd":
         return CompiledOrEager(AutogradGMNM(fused), dynamic=False)
+    if name == "compiled_autograd_graphed":
+        return CompiledOrEager(
+            AutogradGMNM(fused), dynamic=False, mode="reduce-overhead"
+        )
     raise ValueError(name)
 
 
@@ -260,8 +274,13 @@ def cuda_graphed(model, x):
 
 PROFILE_STEPS = 5
 # The models whose steps are profiled (those of them in the run): the ReLU block, the
-# library's default path and torch's custom node, then the first two as CUDA graphs.
+# library's default path and torch's custom node, then the first two as CUDA graphs,
+# and the compiled ReLU block and GMNM layer as CUDA graphs (``--reduce-overhead``).
 PROFILED = ("relu", "fused", "custom", "relu_graphed", "fused_graphed")
+PROFILED += ("relu_compiled_graphed", "compiled_autograd_graphed")
+# The models main_cuda captures as CUDA graphs itself (torch.cuda.make_graphed_callables);
+# the compiled "_graphed" ones are graphed by torch.compile's mode="reduce-overhead"
+CAPTURED = ("relu_graphed", "fused_graphed")
 
 
 def cuda_step_profile(model, x):
@@ -295,6 +314,15 @@ def cuda_step_profile(model, x):
     }
 
 
+# The GMNM forms a user can pick, for "fastest GMNM / fastest ReLU"
+GMNM_CHOICES = ("fused", "fused_graphed", "compiled", "compiled_autograd_graphed")
+# (GMNM, ReLU) CUDA-graph variants compared like with like
+GRAPHED_PAIRS = [
+    ("fused_graphed", "relu_graphed"),
+    ("compiled_autograd_graphed", "relu_compiled_graphed"),
+]
+
+
 def main_cuda(args):
     """The GPU table: same layers, batches that fill a GPU, compiled variants."""
     device = torch.device(args.device)
@@ -304,12 +332,15 @@ def main_cuda(args):
     repeats = 3 if args.quick else args.repeats
     names = ["relu", "relu_compiled", "relu_graphed", "fused", "centres", "custom"]
     names += ["autograd", "fused_graphed", "compiled", "compiled_autograd"]
+    if args.reduce_overhead:
+        names.insert(names.index("relu_graphed") + 1, "relu_compiled_graphed")
+        names.append("compiled_autograd_graphed")
     if args.no_compile:
         names = [name for name in names if "compiled" not in name]
     if args.no_graphs:
         names = [name for name in names if "graphed" not in name]
     relus = [name for name in names if name.startswith("relu")]
-    gmnms = [name for name in ("fused", "fused_graphed", "compiled") if name in names]
+    gmnms = [name for name in GMNM_CHOICES if name in names]
 
     def timed(model, x, inner):
         torch.cuda.synchronize()
@@ -327,7 +358,7 @@ def main_cuda(args):
             models = {name: build(name, d, m, k, device) for name in names}
             graphed_in_use = {}
             for name in names:
-                if name.endswith("_graphed"):
+                if name in CAPTURED:
                     models[name], graphed_in_use[name] = cuda_graphed(models[name], x)
             for model in models.values():  # warm up (and compile)
                 for _ in range(3):
@@ -380,14 +411,11 @@ def main_cuda(args):
                     for name in ("compiled", "compiled_autograd")
                     if name in t
                 },
-                **(
-                    {
-                        "speed_fused_graphed_vs_relu_graphed": t["relu_graphed"]
-                        / t["fused_graphed"]
-                    }
-                    if "fused_graphed" in t
-                    else {}
-                ),
+                **{
+                    f"speed_{gmnm}_vs_{relu}": t[relu] / t[gmnm]
+                    for gmnm, relu in GRAPHED_PAIRS
+                    if gmnm in t
+                },
                 "ms_per_step": {name: t[name] * 1e3 for name in names},
                 "profile": profile,
                 "peak_mib": peak,
@@ -417,11 +445,17 @@ def write_results_cuda(rows, names, args, m, k, echo=True):
         for v in ("compiled", "compiled_autograd")
         if v in names
     ]
-    if "fused_graphed" in names:
-        pairs.append(
-            ("fused_graphed", "ReLU graphed", "speed_fused_graphed_vs_relu_graphed")
+    pairs += [
+        (
+            gmnm,
+            relu.replace("relu", "ReLU", 1).replace("_", " "),
+            f"speed_{gmnm}_vs_{relu}",
         )
+        for gmnm, relu in GRAPHED_PAIRS
+        if gmnm in names
+    ]
     profiled = [v for v in PROFILED if v in names]
+    choices = ", ".join(f"`{name}`" for name in GMNM_CHOICES if name in names)
     device = torch.cuda.get_device_name(torch.device(args.device))
     lines = [
         "# GMNM layer speed and memory vs a Linear+ReLU block (GPU)",
@@ -436,9 +470,10 @@ def write_results_cuda(rows, names, args, m, k, echo=True):
         "compiled` and `/ ReLU graphed` columns compare like with like, `fused / best "
         "ReLU` compares the library's default path with the faster of the eager and "
         "compiled ReLU block, and `fastest GMNM / fastest ReLU` the fastest of the "
-        "GMNM forms a user can pick (`fused`, `fused_graphed`, `compiled`) with the "
+        f"GMNM forms a user can pick ({choices}) with the "
         "fastest ReLU block, naming both. `_graphed`: forward and backward captured as "
-        "CUDA graphs. `Triton`: whether `fused` and `centres` ran through the "
+        "CUDA graphs (the compiled ones by `torch.compile(mode='reduce-overhead')`). "
+        "`Triton`: whether `fused` and `centres` ran through the "
         "library's Triton kernels (`custom` and `autograd` are the torch forms). "
         "Memory: peak GPU memory a training step allocates, as a multiple of the eager "
         "ReLU block's (the graphed models are left out: a graph allocates its memory "
@@ -478,7 +513,7 @@ def write_results_cuda(rows, names, args, m, k, echo=True):
     not_graphed = {
         v for r in rows for v, used in r["graphed_in_use"].items() if not used
     }
-    if "fused_graphed" not in names:
+    if not any(name in names for name in CAPTURED):
         graph_note = "No graphed variants (`--no-graphs`)."
     elif not not_graphed:
         graph_note = "Every graphed variant ran as CUDA graphs."
@@ -561,6 +596,12 @@ def main():
         "--no-graphs",
         action="store_true",
         help="on a GPU, leave out the CUDA-graph variants",
+    )
+    parser.add_argument(
+        "--reduce-overhead",
+        action="store_true",
+        help="on a GPU, add the ReLU block and the autograd form compiled with "
+        "mode='reduce-overhead' (Inductor's kernels as CUDA graphs)",
     )
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument(
