@@ -19,6 +19,10 @@ registers, a tile of rows and a block of Gaussians at a time:
 
 Only ``x`` is kept for backward, and no tensor of N x m elements is ever written.
 
+The end of the module holds a second, *hybrid* form (:class:`TritonResponsesGMNM`):
+torch's matrix products, and one Triton kernel each for the Gaussian responses and their
+gradient, at any size. It is on no default path yet (see its docstring).
+
 Scope: float32 tensors on one CUDA device, ``n_projections`` 1 or 2, ``in_features`` and
 ``out_features`` at most 128 (:func:`supports` checks it; :func:`sklearn_gmnm.nn.functional.gmnm`
 falls back to torch elsewhere). Matrix products inside the kernels follow torch's float32
@@ -89,6 +93,23 @@ def _autocast_on() -> bool:
         return torch.is_autocast_enabled()
 
 
+def _runs_here(x, weight, offset, mixture_weight, bias) -> bool:
+    """Whether Triton kernels may run on these tensors at all: a non-empty batch of
+    float32 tensors on one CUDA device, outside of :func:`torch.compile` (which fuses
+    the torch form itself) and of CUDA autocast (whose lower precision torch's
+    operations honour), and no kernel failed in this process."""
+    if not (x.is_cuda and _AVAILABLE) or _failure is not None:
+        return False
+    if torch.compiler.is_compiling():
+        return False
+    tensors = [x, weight, offset, mixture_weight] + ([] if bias is None else [bias])
+    return (
+        x.shape[0] > 0
+        and all(t.dtype == torch.float32 and t.device == x.device for t in tensors)
+        and not _autocast_on()
+    )
+
+
 def supports(x, weight, offset, mixture_weight, bias, n_projections) -> bool:
     """Whether the Triton kernels handle these tensors (else torch computes the layer).
 
@@ -97,19 +118,19 @@ def supports(x, weight, offset, mixture_weight, bias, n_projections) -> bool:
     ``MAX_FEATURES``, outside of :func:`torch.compile` (which fuses the torch form
     itself) and of CUDA autocast (whose lower precision torch's operations honour).
     """
-    if not (x.is_cuda and _AVAILABLE) or _failure is not None:
-        return False
-    if torch.compiler.is_compiling():
-        return False
-    tensors = [x, weight, offset, mixture_weight] + ([] if bias is None else [bias])
     return (
         n_projections in (1, 2)
-        and x.shape[0] > 0
         and x.shape[-1] <= MAX_FEATURES
         and mixture_weight.shape[0] <= MAX_FEATURES
-        and all(t.dtype == torch.float32 and t.device == x.device for t in tensors)
-        and not _autocast_on()
+        and _runs_here(x, weight, offset, mixture_weight, bias)
     )
+
+
+def supports_responses(x, weight, offset, mixture_weight, bias, n_projections) -> bool:
+    """Whether :class:`TritonResponsesGMNM` runs its kernels on these tensors: those
+    of :func:`supports`, at any ``in_features``, ``out_features`` and
+    ``n_projections`` (its matrix products are torch's)."""
+    return _runs_here(x, weight, offset, mixture_weight, bias)
 
 
 def _block(size: int, least: int = 16) -> int:
@@ -629,5 +650,178 @@ class TritonGMNM(torch.autograd.Function):
         def kernels():
             with _on_device(x):
                 return (*_backward(*tensors, grad_out, k, has_bias, needs), None)
+
+        return _run_or_fall_back(kernels, torch_form)
+
+
+# The hybrid form: torch's matrix products (cuBLAS on a GPU) for the projections and the
+# mixture, and between them one Triton kernel for the Gaussian responses (forward) and
+# one for their gradient (backward). Where the kernels above recompute the projections
+# inside every program, which costs more than torch's form from about 64 inputs up
+# (results/layer_speed_gpu_d64_sweep.md), this form writes h (N, k*m) like torch's form
+# does, but passes over it once per direction instead of k + 2 times, and launches as
+# many GPU operations as a Linear+ReLU block: three forward, six backward. It applies
+# at any in_features, out_features and n_projections.
+# Tile of an elementwise program: up to RESPONSE_TILE elements, Gaussians along its
+# fast dimension (contiguous in h and phi)
+RESPONSE_TILE = 2048
+RESPONSE_MAX_BLOCK_M = 128
+
+if triton is not None:
+
+    @triton.jit
+    def _squared_distances(h_at, mask, M, K: tl.constexpr, SCALE: tl.constexpr):
+        """SCALE * sum_j h_j**2 for a tile; h_at points at projection 0 of the tile."""
+        y = tl.zeros(mask.shape, dtype=tl.float32)
+        for j in tl.static_range(K):
+            h = tl.load(h_at + j * M, mask=mask, other=0.0)
+            y += SCALE * h * h
+        return y
+
+    @triton.jit
+    def _responses_kernel(
+        h_ptr,
+        phi_ptr,
+        N,
+        M,
+        K: tl.constexpr,
+        SCALE: tl.constexpr,
+        FLOOR2: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+    ):
+        """phi = exp2(max(SCALE * sum_j h_j**2, FLOOR2)): torch's form in one pass."""
+        rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+        comps = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+        mask = (rows < N)[:, None] & (comps < M)[None, :]
+        h_at = h_ptr + rows[:, None] * (K * M) + comps[None, :]
+        y = _squared_distances(h_at, mask, M, K, SCALE)
+        phi = tl.exp2(tl.maximum(y, FLOOR2))
+        tl.store(phi_ptr + rows[:, None] * M + comps[None, :], phi, mask=mask)
+
+    @triton.jit
+    def _responses_backward_kernel(
+        h_ptr,
+        g_ptr,
+        phi_ptr,
+        gh_ptr,
+        N,
+        M,
+        K: tl.constexpr,
+        SCALE: tl.constexpr,
+        FLOOR2: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+    ):
+        """From h and g = grad_out @ Pi: phi again (for grad_mixture) and
+        grad_h_j = -g * phi * h_j, the gradient torch's custom node computes."""
+        rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+        comps = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+        mask = (rows < N)[:, None] & (comps < M)[None, :]
+        h_at = h_ptr + rows[:, None] * (K * M) + comps[None, :]
+        phi = tl.exp2(tl.maximum(_squared_distances(h_at, mask, M, K, SCALE), FLOOR2))
+        at = rows[:, None] * M + comps[None, :]
+        tl.store(phi_ptr + at, phi, mask=mask)
+        s = -tl.load(g_ptr + at, mask=mask, other=0.0) * phi
+        gh_at = gh_ptr + rows[:, None] * (K * M) + comps[None, :]
+        for j in tl.static_range(K):
+            h = tl.load(h_at + j * M, mask=mask, other=0.0)
+            tl.store(gh_at + j * M, s * h, mask=mask)
+
+
+@functools.lru_cache(maxsize=256)
+def _response_launch(n_components: int, n_projections: int, dtype) -> dict:
+    """The elementwise kernels' tile and constants for m Gaussians and k projections."""
+    from .functional import _HALF_LOG2E, _exponent_floor2
+
+    block_m = min(_block(n_components), RESPONSE_MAX_BLOCK_M)
+    return {
+        "K": n_projections,
+        "SCALE": -_HALF_LOG2E,
+        "FLOOR2": _exponent_floor2(dtype),
+        "BLOCK_N": RESPONSE_TILE // block_m,
+        "BLOCK_M": block_m,
+    }
+
+
+def _responses(h, n_projections):
+    """phi (N, m) from the projections h (N, k*m), contiguous."""
+    n, width = h.shape
+    m = width // n_projections
+    launch = _response_launch(m, n_projections, h.dtype)
+    phi = torch.empty(n, m, device=h.device, dtype=h.dtype)
+    grid = (_cdiv(n, launch["BLOCK_N"]), _cdiv(m, launch["BLOCK_M"]))
+    _responses_kernel[grid](h, phi, n, m, **launch)
+    return phi
+
+
+def _responses_backward(h, g, n_projections):
+    """(phi, grad_h) from h (N, k*m) and g = grad_out @ Pi (N, m), both contiguous."""
+    n, width = h.shape
+    m = width // n_projections
+    launch = _response_launch(m, n_projections, h.dtype)
+    phi = torch.empty_like(g)
+    grad_h = torch.empty_like(h)
+    grid = (_cdiv(n, launch["BLOCK_N"]), _cdiv(m, launch["BLOCK_M"]))
+    _responses_backward_kernel[grid](h, g, phi, grad_h, n, m, **launch)
+    return phi, grad_h
+
+
+class TritonResponsesGMNM(torch.autograd.Function):
+    """A GMNM layer in the hybrid form: torch's matrix products, Triton's responses.
+
+    Keeps ``x`` and ``h`` for backward, as torch's custom node does for large inputs.
+    Where the kernels fail (see ``_run_or_fall_back``) the same node computes the
+    layer and its gradients with torch's operations. Not on any default path yet: its
+    speed on a GPU against torch's form and the kernels above is the open question of
+    ``benchmarks/layer_speed.py``'s ``hybrid`` variant.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, offset, mixture_weight, bias, n_projections):
+        from .functional import _gaussian_responses
+
+        h = torch.addmm(offset, x, weight.t())  # (N, k*m)
+
+        def kernels():
+            with _on_device(x):
+                return _responses(h, n_projections)
+
+        phi = _run_or_fall_back(kernels, lambda: _gaussian_responses(h, n_projections))
+        ctx.n_projections = n_projections
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight, offset, mixture_weight, h)
+        if bias is None:
+            return phi @ mixture_weight.t()  # (N, out)
+        return torch.addmm(bias, phi, mixture_weight.t())
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from .functional import _gmnm_torch_backward
+
+        x, weight, offset, mixture_weight, h = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        k, has_bias = ctx.n_projections, ctx.has_bias
+
+        def torch_form():  # differentiable when grad mode is on (a second derivative)
+            return _gmnm_torch_backward(
+                x, weight, offset, mixture_weight, h, grad_out, k, has_bias, needs
+            )
+
+        if torch.is_grad_enabled():
+            return torch_form()
+
+        def kernels():
+            g = grad_out @ mixture_weight  # (N, m)
+            with _on_device(x):
+                phi, grad_h = _responses_backward(h, g, k)
+            return (
+                grad_h @ weight if needs[0] else None,  # (N, d)
+                grad_h.t() @ x if needs[1] else None,  # (k*m, d)
+                grad_h.sum(0) if needs[2] else None,  # (k*m,)
+                grad_out.t() @ phi if needs[3] else None,  # (out, m)
+                grad_out.sum(0) if has_bias and needs[4] else None,
+                None,
+            )
 
         return _run_or_fall_back(kernels, torch_form)

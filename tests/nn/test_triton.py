@@ -85,6 +85,101 @@ def test_kernels_match_torch(n, d, m, out, k, bias):
         )
 
 
+HYBRID_SHAPES = [  # (N, in_features, n_components, out_features, k)
+    *((n, d, m, out, k) for n, d, m, out in SHAPES for k in (1, 2)),
+    (90, 130, 20, 3, 2),  # wider than the kernels above take
+    (50, 6, 300, 130, 1),  # more Gaussians than one tile, wide output
+    (70, 4, 24, 2, 3),  # three projections
+]
+
+
+@pytest.mark.parametrize("n, d, m, out, k", HYBRID_SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_hybrid_form_matches_torch(n, d, m, out, k, bias):
+    """Torch's matrix products and Triton's responses: torch's values and gradients."""
+    tensors = random_layer_tensors(n, d, m, out, k, bias)
+    wanted = [t for t in tensors if t is not None]
+    y = _triton.TritonResponsesGMNM.apply(*tensors, k)
+    grad_out = torch.randn_like(y)
+    grads = torch.autograd.grad(y, wanted, grad_out)
+
+    y_ref = F._gmnm_autograd(*tensors, k)
+    grads_ref = torch.autograd.grad(y_ref, wanted, grad_out)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
+    names = ["x", "weight", "offset", "mixture_weight", "bias"][: len(grads)]
+    for name, got, expected in zip(names, grads, grads_ref, strict=True):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(
+            got, expected, atol=1e-5 * scale, rtol=1e-4, msg=f"gradient of {name}"
+        )
+
+
+def test_hybrid_form_floors_the_exponent_as_torch_does():
+    """Far from every centre the responses stop at torch's floor, not at 0 or a
+    denormal number, and their gradients stay finite."""
+    tensors = random_layer_tensors(40, 3, 10, 2, 2, True)
+    x = (tensors[0].detach() * 1e3).requires_grad_()  # far outside every Gaussian
+    h = torch.addmm(tensors[2], x, tensors[1].t()).detach().contiguous()
+    phi = _triton._responses(h, 2)
+    floor = F._gaussian_responses(torch.full((1, 2), 1e6), 2).item()  # torch's floor
+    assert phi.min().item() == pytest.approx(floor, rel=1e-5)  # exp2 may differ by ulps
+    torch.testing.assert_close(phi, F._gaussian_responses(h, 2), atol=0, rtol=1e-5)
+    y = _triton.TritonResponsesGMNM.apply(x, *tensors[1:], 2)
+    (grad_x,) = torch.autograd.grad(y.sum(), x)
+    assert torch.isfinite(grad_x).all()
+
+
+def test_hybrid_form_keeps_the_input_and_the_projections():
+    n, d, m, k = 256, 3, 64, 2
+    tensors = random_layer_tensors(n, d, m, 2, k, True)
+    saved = []
+
+    def pack(t):
+        saved.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _triton.TritonResponsesGMNM.apply(*tensors, k)
+    assert max(saved, key=lambda shape: shape[0] * shape[-1]) == (n, k * m)
+    assert (n, m) not in saved  # phi is recomputed in backward, not kept
+
+
+def test_hybrid_form_second_derivative_matches_torch():
+    x, weight, offset, mixture_weight, bias = random_layer_tensors(20, 2, 9, 1, 2, True)
+
+    def laplacian(forward):
+        y = forward(x, weight, offset, mixture_weight, bias, 2)
+        (grad,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+        lap = sum(
+            torch.autograd.grad(grad[:, i].sum(), x, create_graph=True)[0][:, i]
+            for i in range(2)
+        )
+        return lap, torch.autograd.grad(lap.square().sum(), mixture_weight)[0]
+
+    lap, grad_pi = laplacian(_triton.TritonResponsesGMNM.apply)
+    lap_ref, grad_pi_ref = laplacian(F._gmnm_autograd)
+    torch.testing.assert_close(lap, lap_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grad_pi, grad_pi_ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("failing", ["_responses", "_responses_backward"])
+def test_hybrid_form_falls_back_to_torch_with_a_warning(failing, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel for this GPU")
+
+    monkeypatch.setattr(_triton, failing, broken)
+    tensors = random_layer_tensors(40, 3, 10, 2, 2, True)
+    with pytest.warns(RuntimeWarning, match="SKLEARN_GMNM_TRITON=0"):
+        y = _triton.TritonResponsesGMNM.apply(*tensors, 2)
+        grads = torch.autograd.grad(y.square().sum(), tensors)
+    assert isinstance(_triton._failure, RuntimeError)
+    y_ref = F._gmnm_autograd(*tensors, 2)
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), tensors)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=1e-4)
+
+
 def test_only_needed_gradients_are_computed():
     x, weight, offset, mixture_weight, bias = random_layer_tensors(
         50, 4, 12, 2, 2, True
@@ -223,6 +318,15 @@ def test_supports_only_what_the_kernels_handle():
     assert not _triton.supports(wide, torch.randn(12, 129, device="cuda"), *args[2:], 2)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert not _triton.supports(*args, 2)
+        assert not _triton.supports_responses(*args, 2)
+    # the hybrid form: any width and number of projections, the same tensors otherwise
+    assert _triton.supports_responses(*args, 3)
+    assert _triton.supports_responses(
+        wide, torch.randn(12, 129, device="cuda"), *args[2:], 2
+    )
+    assert not _triton.supports_responses(x.double(), *args[1:], 2)
+    assert not _triton.supports_responses(x.cpu(), *args[1:], 2)
+    assert not _triton.supports_responses(x[:0], *args[1:], 2)
 
 
 @requires_gpu
