@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, in one run, most important first: the CUDA and Triton
-# tests, the GPU layer-speed table (with where each step's time goes, and the ReLU block
-# and the GMNM layer as CUDA graphs: the GPU's work without the host's cost per launch),
+# tests, the GPU layer-speed table (with where each step's time goes, the ReLU block
+# and the GMNM layer as CUDA graphs: the GPU's work without the host's cost per launch,
+# and the hybrid form: torch's matrix products with Triton kernels for the responses),
 # the same at a million rows, and at 64 and 256 inputs the ReLU block and GMNM compiled
 # with torch.compile's mode="reduce-overhead" (fused kernels run as CUDA graphs). At most
 # about 9.7 minutes (run it with a 600 s limit); the layer tables are written after every

@@ -16,16 +16,22 @@ with h chosen so both have the same number of trainable parameters. Variants of 
   float32 inputs through the Triton kernels of ``sklearn_gmnm.nn._triton`` where they
   apply (in_features <= 128; the table says where they ran), while ``custom`` and
   ``autograd`` stay the torch forms,
-- GPU only: ``compiled_autograd`` (``torch.compile`` of the plain-autograd form, which
-  leaves fusion and recomputation to Inductor) and ``relu_compiled`` (the ReLU block
-  compiled too, for a like-for-like ratio),
+- ``compiled_autograd``: ``torch.compile`` of the plain-autograd form, which leaves
+  fusion and recomputation to Inductor. On a GPU the library's layer gives Inductor
+  that form itself (``functional._leave_to_inductor``), so there ``compiled`` is the
+  same model and this variant is left out,
+- GPU only: ``relu_compiled`` (the ReLU block compiled too, for a like-for-like ratio),
+- GPU only: ``hybrid`` and ``hybrid_graphed``, the fused layer through
+  ``_triton.TritonResponsesGMNM``: torch's matrix products (cuBLAS) with the Gaussian
+  responses and their gradient in one Triton kernel each, eagerly and as CUDA graphs
+  (a candidate for the default path at 64 inputs and more; no setting picks it yet),
 - GPU only: ``fused_graphed`` and ``relu_graphed``, the ``fused`` layer and the ReLU
   block with their forward and backward captured as CUDA graphs
   (``torch.cuda.make_graphed_callables``): a step replays two graphs instead of
   launching every operation from Python, so these two compare the GPU's work without
   the host's cost per launch (``--no-graphs`` leaves them out),
-- GPU only, with ``--reduce-overhead``: ``compiled_autograd_graphed`` and
-  ``relu_compiled_graphed``, ``compiled_autograd`` and ``relu_compiled`` compiled with
+- GPU only, with ``--reduce-overhead``: ``compiled_graphed`` and
+  ``relu_compiled_graphed``, ``compiled`` and ``relu_compiled`` compiled with
   ``mode="reduce-overhead"``, which runs Inductor's fused kernels as CUDA graphs: fused
   elementwise work and no host cost per launch.
 
@@ -101,6 +107,22 @@ class CustomNodeGMNM(nn.Module):
         return F._FusedGMNM.apply(*args)
 
 
+class HybridGMNM(nn.Module):
+    """The fused layer through torch's matrix products and the Triton kernels of the
+    Gaussian responses alone (``_triton.TritonResponsesGMNM``)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        g = self.layer
+        args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias, g.n_projections)
+        if not _triton.supports_responses(*args):
+            raise RuntimeError("the hybrid form needs float32 CUDA tensors and Triton")
+        return _triton.TritonResponsesGMNM.apply(*args)
+
+
 class UnfusedGMNM(nn.Module):
     """The explicit formula with the (N, m, d) tensor x - mu."""
 
@@ -145,16 +167,16 @@ def _build(name, d, m, k):
         return AutogradGMNM(fused)
     if name == "custom":
         return CustomNodeGMNM(fused)
+    if name in ("hybrid", "hybrid_graphed"):  # main_cuda captures the graphed one
+        return HybridGMNM(fused)
     if name == "unfused":
         return UnfusedGMNM(fused)
     if name == "compiled":
         return CompiledOrEager(fused, dynamic=False)
     if name == "compiled_autograd":
         return CompiledOrEager(AutogradGMNM(fused), dynamic=False)
-    if name == "compiled_autograd_graphed":
-        return CompiledOrEager(
-            AutogradGMNM(fused), dynamic=False, mode="reduce-overhead"
-        )
+    if name == "compiled_graphed":
+        return CompiledOrEager(fused, dynamic=False, mode="reduce-overhead")
     raise ValueError(name)
 
 
@@ -274,16 +296,17 @@ def cuda_graphed(model, x):
 
 PROFILE_STEPS = 5
 # The models whose steps are profiled (those of them in the run): the ReLU block, the
-# library's default path and torch's custom node, then the first two as CUDA graphs,
-# and the compiled ReLU block and GMNM layer as CUDA graphs (``--reduce-overhead``).
+# library's default path, torch's custom node and the hybrid form, then the ReLU block,
+# the default path and the hybrid form as CUDA graphs, and the compiled ReLU block and
+# GMNM layer as CUDA graphs (``--reduce-overhead``).
 PROFILED = (
-    *("relu", "fused", "custom"),
-    *("relu_graphed", "fused_graphed"),
-    *("relu_compiled_graphed", "compiled_autograd_graphed"),
+    *("relu", "fused", "custom", "hybrid"),
+    *("relu_graphed", "fused_graphed", "hybrid_graphed"),
+    *("relu_compiled_graphed", "compiled_graphed"),
 )
 # The models main_cuda captures as CUDA graphs itself (torch.cuda.make_graphed_callables);
 # the compiled "_graphed" ones are graphed by torch.compile's mode="reduce-overhead"
-CAPTURED = ("relu_graphed", "fused_graphed")
+CAPTURED = ("relu_graphed", "fused_graphed", "hybrid_graphed")
 
 
 def cuda_step_profile(model, x):
@@ -318,14 +341,15 @@ def cuda_step_profile(model, x):
 
 
 # The GMNM forms a user can pick, for "fastest GMNM / fastest ReLU"
-GMNM_CHOICES = ("fused", "fused_graphed", "compiled", "compiled_autograd_graphed")
+GMNM_CHOICES = ("fused", "fused_graphed", "compiled", "compiled_graphed")
 # (GMNM, ReLU) variants compared like with like: compiled with compiled, graphed with
 # graphed (the row's key: speed_{GMNM}_vs_{ReLU})
 LIKE_PAIRS = [
     ("compiled", "relu_compiled"),
     ("compiled_autograd", "relu_compiled"),
     ("fused_graphed", "relu_graphed"),
-    ("compiled_autograd_graphed", "relu_compiled_graphed"),
+    ("hybrid_graphed", "relu_graphed"),
+    ("compiled_graphed", "relu_compiled_graphed"),
 ]
 
 
@@ -337,10 +361,13 @@ def main_cuda(args):
     batches = args.batches or ([4096] if args.quick else [65536, 4096])
     repeats = 3 if args.quick else args.repeats
     names = ["relu", "relu_compiled", "relu_graphed", "fused", "centres", "custom"]
-    names += ["autograd", "fused_graphed", "compiled", "compiled_autograd"]
+    names += ["autograd", "fused_graphed", "compiled"]
+    if _triton.available():
+        names[names.index("custom") + 1 : names.index("custom") + 1] = ["hybrid"]
+        names.insert(names.index("fused_graphed") + 1, "hybrid_graphed")
     if args.reduce_overhead:
         names.insert(names.index("relu_graphed") + 1, "relu_compiled_graphed")
-        names.append("compiled_autograd_graphed")
+        names.append("compiled_graphed")
     if args.no_compile:
         names = [name for name in names if "compiled" not in name]
     if args.no_graphs:
@@ -470,7 +497,9 @@ def write_results_cuda(rows, names, args, m, k, echo=True):
         "fastest ReLU block, naming both. `_graphed`: forward and backward captured as "
         "CUDA graphs (the compiled ones by `torch.compile(mode='reduce-overhead')`). "
         "`Triton`: whether `fused` and `centres` ran through the "
-        "library's Triton kernels (`custom` and `autograd` are the torch forms). "
+        "library's Triton kernels (`custom` and `autograd` are the torch forms; "
+        "`hybrid`: torch's matrix products with Triton kernels for the Gaussian "
+        "responses, `_triton.TritonResponsesGMNM`). "
         "Memory: peak GPU memory a training step allocates, as a multiple of the eager "
         "ReLU block's (the graphed models are left out: a graph allocates its memory "
         "at capture).",
@@ -625,8 +654,9 @@ def main():
     batches = args.batches or ([256] if args.quick else [256, 1024, 4096])
     repeats = 3 if args.quick else args.repeats
     names = ["relu", "fused", "centres", "custom", "autograd", "unfused", "compiled"]
+    names.append("compiled_autograd")
     if args.quick or args.no_compile:
-        names.remove("compiled")
+        names = [name for name in names if "compiled" not in name]
 
     rows = []
     shuffler = random.Random(0)
@@ -658,7 +688,7 @@ def main():
             saved = {
                 name: saved_bytes(models[name], x)
                 for name in names
-                if name != "compiled"
+                if "compiled" not in name
             }
             peak = (
                 {

@@ -521,6 +521,49 @@ def test_compiled_or_eager_compiles_where_it_can():
     torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
 
 
+def test_compiling_on_the_cpu_keeps_the_custom_node(monkeypatch, count_calls):
+    """Under torch.compile a CPU layer traces the custom node (compiled, the plain
+    operations ran slower there: ``functional._leave_to_inductor``)."""
+    layer = GMNM(8, 3, n_components=64, n_projections=2)
+    x = torch.randn(2048, 8, requires_grad=True)  # above FUSED_MIN_ELEMENTS
+    calls = count_calls(F._FusedGMNM)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    layer(x)
+    assert len(calls) == 1
+
+
+@requires_cuda
+def test_compiling_on_cuda_leaves_the_plain_operations_to_inductor(
+    monkeypatch, count_calls
+):
+    layer = GMNM(8, 3, n_components=64, n_projections=2).cuda()
+    x = torch.randn(2048, 8, device="cuda", requires_grad=True)
+    node_calls = count_calls(F._FusedGMNM)
+    kernel_calls = count_calls(F._triton.TritonGMNM)
+    layer(x)  # eager: the Triton kernels (8 inputs)
+    assert (len(node_calls), len(kernel_calls)) == (0, 1)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    layer(x)
+    assert (len(node_calls), len(kernel_calls)) == (0, 1)  # neither: plain operations
+
+
+@requires_cuda
+def test_compiled_layer_on_cuda_matches_eager():
+    torch.manual_seed(0)
+    layer = GMNM(40, 3, n_components=64, n_projections=2).cuda()
+    wrapped = CompiledOrEager(layer, dynamic=False)
+    x = torch.randn(9000, 40, device="cuda", requires_grad=True)
+    out = wrapped(x)
+    if wrapped.compiled is False:
+        pytest.skip("torch.compile is not available on this machine")
+    grads = torch.autograd.grad(out.square().sum(), (x, *layer.parameters()))
+    expected = layer(x)
+    grads_ref = torch.autograd.grad(expected.square().sum(), (x, *layer.parameters()))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4 * b.abs().max().item(), rtol=1e-3)
+
+
 def test_both_paths_agree_on_large_inputs(monkeypatch):
     torch.manual_seed(0)
     layer = GMNM(8, 3, n_components=64, n_projections=2)
