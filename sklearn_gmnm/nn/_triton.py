@@ -670,9 +670,17 @@ RESPONSE_MAX_BLOCK_M = 128
 if triton is not None:
 
     @triton.jit
-    def _squared_distances(h_at, mask, M, K: tl.constexpr, SCALE: tl.constexpr):
+    def _squared_distances(
+        h_at,
+        mask,
+        M,
+        K: tl.constexpr,
+        SCALE: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+    ):
         """SCALE * sum_j h_j**2 for a tile; h_at points at projection 0 of the tile."""
-        y = tl.zeros(mask.shape, dtype=tl.float32)
+        y = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
         for j in tl.static_range(K):
             h = tl.load(h_at + j * M, mask=mask, other=0.0)
             y += SCALE * h * h
@@ -695,7 +703,7 @@ if triton is not None:
         comps = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
         mask = (rows < N)[:, None] & (comps < M)[None, :]
         h_at = h_ptr + rows[:, None] * (K * M) + comps[None, :]
-        y = _squared_distances(h_at, mask, M, K, SCALE)
+        y = _squared_distances(h_at, mask, M, K, SCALE, BLOCK_N, BLOCK_M)
         phi = tl.exp2(tl.maximum(y, FLOOR2))
         tl.store(phi_ptr + rows[:, None] * M + comps[None, :], phi, mask=mask)
 
@@ -719,7 +727,8 @@ if triton is not None:
         comps = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
         mask = (rows < N)[:, None] & (comps < M)[None, :]
         h_at = h_ptr + rows[:, None] * (K * M) + comps[None, :]
-        phi = tl.exp2(tl.maximum(_squared_distances(h_at, mask, M, K, SCALE), FLOOR2))
+        y = _squared_distances(h_at, mask, M, K, SCALE, BLOCK_N, BLOCK_M)
+        phi = tl.exp2(tl.maximum(y, FLOOR2))
         at = rows[:, None] * M + comps[None, :]
         tl.store(phi_ptr + at, phi, mask=mask)
         s = -tl.load(g_ptr + at, mask=mask, other=0.0) * phi
