@@ -659,9 +659,10 @@ class TritonGMNM(torch.autograd.Function):
 # one for their gradient (backward). Where the kernels above recompute the projections
 # inside every program, which costs more than torch's form from about 64 inputs up
 # (results/layer_speed_gpu_d64_sweep.md), this form writes h (N, k*m) like torch's form
-# does, but passes over it once per direction instead of k + 2 times, and launches as
-# many GPU operations as a Linear+ReLU block: three forward, six backward. It applies
-# at any in_features, out_features and n_projections.
+# does, but passes over it once per direction instead of k + 2 times (the backward
+# kernel also sums grad_offset over its tile of rows), and launches as many GPU
+# operations as a Linear+ReLU block: three forward, six backward. It applies at any
+# in_features, out_features and n_projections.
 # Tile of an elementwise program: up to RESPONSE_TILE elements, Gaussians along its
 # fast dimension (contiguous in h and phi)
 RESPONSE_TILE = 2048
@@ -713,16 +714,20 @@ if triton is not None:
         g_ptr,
         phi_ptr,
         gh_ptr,
+        partial_ptr,
         N,
         M,
         K: tl.constexpr,
         SCALE: tl.constexpr,
         FLOOR2: tl.constexpr,
+        OFFSET_GRAD: tl.constexpr,
         BLOCK_N: tl.constexpr,
         BLOCK_M: tl.constexpr,
     ):
         """From h and g = grad_out @ Pi: phi again (for grad_mixture) and
-        grad_h_j = -g * phi * h_j, the gradient torch's custom node computes."""
+        grad_h_j = -g * phi * h_j, the gradient torch's custom node computes; with
+        OFFSET_GRAD, also the tile's column sums of grad_h (row program_id(0) of the
+        partial sums of grad_offset), so that no pass over grad_h is needed for them."""
         rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
         comps = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
         mask = (rows < N)[:, None] & (comps < M)[None, :]
@@ -733,9 +738,12 @@ if triton is not None:
         tl.store(phi_ptr + at, phi, mask=mask)
         s = -tl.load(g_ptr + at, mask=mask, other=0.0) * phi
         gh_at = gh_ptr + rows[:, None] * (K * M) + comps[None, :]
+        partial_at = partial_ptr + tl.program_id(0) * (K * M) + comps
         for j in tl.static_range(K):
-            h = tl.load(h_at + j * M, mask=mask, other=0.0)
-            tl.store(gh_at + j * M, s * h, mask=mask)
+            gh = s * tl.load(h_at + j * M, mask=mask, other=0.0)  # 0 where masked
+            tl.store(gh_at + j * M, gh, mask=mask)
+            if OFFSET_GRAD:
+                tl.store(partial_at + j * M, tl.sum(gh, axis=0), mask=comps < M)
 
 
 @functools.lru_cache(maxsize=256)
@@ -764,16 +772,24 @@ def _responses(h, n_projections):
     return phi
 
 
-def _responses_backward(h, g, n_projections):
-    """(phi, grad_h) from h (N, k*m) and g = grad_out @ Pi (N, m), both contiguous."""
+def _responses_backward(h, g, n_projections, offset_grad):
+    """(phi, grad_h, grad_offset) from h (N, k*m) and g = grad_out @ Pi (N, m), both
+    contiguous; grad_offset (the column sums of grad_h) None unless ``offset_grad``."""
     n, width = h.shape
     m = width // n_projections
     launch = _response_launch(m, n_projections, h.dtype)
     phi = torch.empty_like(g)
     grad_h = torch.empty_like(h)
     grid = (_cdiv(n, launch["BLOCK_N"]), _cdiv(m, launch["BLOCK_M"]))
-    _responses_backward_kernel[grid](h, g, phi, grad_h, n, m, **launch)
-    return phi, grad_h
+    # one row of partial sums per tile of rows: 1/BLOCK_N of grad_h's size
+    partial = torch.empty(
+        grid[0] if offset_grad else 1, width, device=h.device, dtype=h.dtype
+    )
+    _responses_backward_kernel[grid](
+        h, g, phi, grad_h, partial, n, m, OFFSET_GRAD=offset_grad, **launch
+    )
+    grad_offset = partial.sum(0) if offset_grad else None  # a fixed order
+    return phi, grad_h, grad_offset
 
 
 class TritonResponsesGMNM(torch.autograd.Function):
@@ -823,11 +839,11 @@ class TritonResponsesGMNM(torch.autograd.Function):
         def kernels():
             g = grad_out @ mixture_weight  # (N, m)
             with _on_device(x):
-                phi, grad_h = _responses_backward(h, g, k)
+                phi, grad_h, grad_offset = _responses_backward(h, g, k, needs[2])
             return (
                 grad_h @ weight if needs[0] else None,  # (N, d)
                 grad_h.t() @ x if needs[1] else None,  # (k*m, d)
-                grad_h.sum(0) if needs[2] else None,  # (k*m,)
+                grad_offset,  # (k*m,)
                 grad_out.t() @ phi if needs[3] else None,  # (out, m)
                 grad_out.sum(0) if has_bias and needs[4] else None,
                 None,

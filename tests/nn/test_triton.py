@@ -114,6 +114,41 @@ def test_hybrid_form_matches_torch(n, d, m, out, k, bias):
         )
 
 
+@pytest.mark.parametrize("frozen", ["x", "offset", "mixture_weight"])
+def test_hybrid_form_computes_the_needed_gradients(frozen):
+    """Whatever needs no gradient (here one tensor) is skipped, the rest unchanged."""
+    names = ["x", "weight", "offset", "mixture_weight", "bias"]
+    tensors = dict(zip(names, random_layer_tensors(90, 4, 40, 2, 2, True), strict=True))
+    tensors[frozen] = tensors[frozen].detach()
+    wanted = [t for name, t in tensors.items() if name != frozen]
+    y = _triton.TritonResponsesGMNM.apply(*tensors.values(), 2)
+    grads = torch.autograd.grad(y.square().sum(), wanted)
+    y_ref = F._gmnm_autograd(*tensors.values(), 2)
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), wanted)
+    for got, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(
+            got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
+        )
+
+
+def test_hybrid_backward_takes_as_many_operations_as_a_relu_block():
+    """Backward without the input's gradient: three matrix products (grad_out @ Pi,
+    grad_weight, grad_mixture), the kernel, and two sums (grad_offset's partial sums,
+    grad_bias), as a Linear+ReLU block's backward has three products (one for the
+    hidden gradient, one per weight), its ReLU step and two bias sums."""
+    tensors = random_layer_tensors(300, 6, 40, 3, 2, True)
+    x, params = tensors[0].detach(), tensors[1:]
+    y = _triton.TritonResponsesGMNM.apply(x, *params, 2)
+    grad_out = torch.randn_like(y)
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU]
+    ) as prof:
+        torch.autograd.grad(y, params, grad_out)
+    names = [e.name for e in prof.events()]
+    assert names.count("aten::mm") == 3
+    assert names.count("aten::sum") == 2
+
+
 def test_hybrid_form_floors_the_exponent_as_torch_does():
     """Far from every centre the responses stop at torch's floor, not at 0 or a
     denormal number, and their gradients stay finite."""
