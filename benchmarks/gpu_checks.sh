@@ -56,9 +56,10 @@ PY
     timeout 190 python3 benchmarks/layer_speed.py --device cuda --threads 16 --repeats 3
     echo "layer_speed exit status: $?"
 
-    echo "== layer speed at a million rows (no compiled variants): does the GPU's work or the host set the pace?"
+    echo "== layer speed at a million rows (no compiled or hybrid variants): does the GPU's work or the host set the pace?"
     timeout 60 python3 benchmarks/layer_speed.py --device cuda --threads 16 --repeats 3 \
-        --dims 2 16 --batches 1048576 --no-compile --out benchmarks/results/layer_speed_gpu_large
+        --dims 2 16 --batches 1048576 --no-compile --no-hybrid \
+        --out benchmarks/results/layer_speed_gpu_large
     echo "layer_speed (large) exit status: $?"
 
     echo "== reduce-overhead at 64 and 256 inputs, where GMNM's GPU work is the larger"

@@ -24,7 +24,8 @@ with h chosen so both have the same number of trainable parameters. Variants of 
 - GPU only: ``hybrid`` and ``hybrid_graphed``, the fused layer through
   ``_triton.TritonResponsesGMNM``: torch's matrix products (cuBLAS) with the Gaussian
   responses and their gradient in one Triton kernel each, eagerly and as CUDA graphs
-  (a candidate for the default path at 64 inputs and more; no setting picks it yet),
+  (a candidate for the default path at 64 inputs and more; no setting picks it yet;
+  ``--no-hybrid`` leaves them out),
 - GPU only: ``fused_graphed`` and ``relu_graphed``, the ``fused`` layer and the ReLU
   block with their forward and backward captured as CUDA graphs
   (``torch.cuda.make_graphed_callables``): a step replays two graphs instead of
@@ -362,7 +363,7 @@ def main_cuda(args):
     repeats = 3 if args.quick else args.repeats
     names = ["relu", "relu_compiled", "relu_graphed", "fused", "centres", "custom"]
     names += ["autograd", "fused_graphed", "compiled"]
-    if _triton.available():
+    if _triton.available() and not args.no_hybrid:
         names[names.index("custom") + 1 : names.index("custom") + 1] = ["hybrid"]
         names.insert(names.index("fused_graphed") + 1, "hybrid_graphed")
     if args.reduce_overhead:
@@ -621,6 +622,11 @@ def main():
         "--no-graphs",
         action="store_true",
         help="on a GPU, leave out the CUDA-graph variants",
+    )
+    parser.add_argument(
+        "--no-hybrid",
+        action="store_true",
+        help="on a GPU, leave out the hybrid variants",
     )
     parser.add_argument(
         "--reduce-overhead",
