@@ -81,47 +81,28 @@ from sklearn_gmnm.nn import GMNM, CompiledOrEager, _triton
 from sklearn_gmnm.nn import functional as F
 
 
-class AutogradGMNM(nn.Module):
-    """The fused layer forced through plain autograd operations at every size (the
-    library's path for small inputs, ``functional._gmnm_autograd``)."""
+class ThroughForm(nn.Module):
+    """The fused layer computed by one form of the library at every size: ``form``
+    takes (x, weight, offset, mixture_weight, bias, n_projections).
 
-    def __init__(self, layer):
+    The forms: ``functional._gmnm_autograd`` (plain autograd operations, the library's
+    path for small inputs), ``functional._FusedGMNM.apply`` (the custom autograd node)
+    and ``_triton.TritonResponsesGMNM.apply`` (the hybrid form, float32 CUDA only).
+    """
+
+    def __init__(self, layer, form):
         super().__init__()
         self.layer = layer
+        self.form = form
 
     def forward(self, x):
         g = self.layer
         args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias, g.n_projections)
-        return F._gmnm_autograd(*args)
-
-
-class CustomNodeGMNM(nn.Module):
-    """The fused layer forced through the custom autograd node at every size."""
-
-    def __init__(self, layer):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x):
-        g = self.layer
-        args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias, g.n_projections)
-        return F._FusedGMNM.apply(*args)
-
-
-class HybridGMNM(nn.Module):
-    """The fused layer through torch's matrix products and the Triton kernels of the
-    Gaussian responses alone (``_triton.TritonResponsesGMNM``)."""
-
-    def __init__(self, layer):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x):
-        g = self.layer
-        args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias, g.n_projections)
-        if not _triton.supports_responses(*args):
+        if self.form is _triton.TritonResponsesGMNM.apply and not (
+            _triton.supports_responses(*args)
+        ):
             raise RuntimeError("the hybrid form needs float32 CUDA tensors and Triton")
-        return _triton.TritonResponsesGMNM.apply(*args)
+        return self.form(*args)
 
 
 class UnfusedGMNM(nn.Module):
@@ -165,17 +146,17 @@ def _build(name, d, m, k):
     if name == "centres":
         return GMNM(d, d, n_components=m, n_projections=k, explicit_centers=True)
     if name == "autograd":
-        return AutogradGMNM(fused)
+        return ThroughForm(fused, F._gmnm_autograd)
     if name == "custom":
-        return CustomNodeGMNM(fused)
+        return ThroughForm(fused, F._FusedGMNM.apply)
     if name in ("hybrid", "hybrid_graphed"):  # main_cuda captures the graphed one
-        return HybridGMNM(fused)
+        return ThroughForm(fused, _triton.TritonResponsesGMNM.apply)
     if name == "unfused":
         return UnfusedGMNM(fused)
     if name == "compiled":
         return CompiledOrEager(fused, dynamic=False)
     if name == "compiled_autograd":
-        return CompiledOrEager(AutogradGMNM(fused), dynamic=False)
+        return CompiledOrEager(ThroughForm(fused, F._gmnm_autograd), dynamic=False)
     if name == "compiled_graphed":
         return CompiledOrEager(fused, dynamic=False, mode="reduce-overhead")
     raise ValueError(name)

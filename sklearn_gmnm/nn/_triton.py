@@ -671,21 +671,29 @@ RESPONSE_MAX_BLOCK_M = 128
 if triton is not None:
 
     @triton.jit
-    def _squared_distances(
-        h_at,
-        mask,
+    def _tile_responses(
+        h_ptr,
+        N,
         M,
         K: tl.constexpr,
         SCALE: tl.constexpr,
+        FLOOR2: tl.constexpr,
         BLOCK_N: tl.constexpr,
         BLOCK_M: tl.constexpr,
     ):
-        """SCALE * sum_j h_j**2 for a tile; h_at points at projection 0 of the tile."""
+        """This program's tile: its rows, Gaussians, mask, the address of projection
+        0 of the tile in h, and phi = exp2(max(SCALE * sum_j h_j**2, FLOOR2)), the
+        exponent formed as torch's form does."""
+        rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+        comps = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+        mask = (rows < N)[:, None] & (comps < M)[None, :]
+        h_at = h_ptr + rows[:, None] * (K * M) + comps[None, :]
         y = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
         for j in tl.static_range(K):
             h = tl.load(h_at + j * M, mask=mask, other=0.0)
             y += SCALE * h * h
-        return y
+        phi = tl.exp2(tl.maximum(y, FLOOR2))
+        return rows, comps, mask, h_at, phi
 
     @triton.jit
     def _responses_kernel(
@@ -700,12 +708,9 @@ if triton is not None:
         BLOCK_M: tl.constexpr,
     ):
         """phi = exp2(max(SCALE * sum_j h_j**2, FLOOR2)): torch's form in one pass."""
-        rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
-        comps = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
-        mask = (rows < N)[:, None] & (comps < M)[None, :]
-        h_at = h_ptr + rows[:, None] * (K * M) + comps[None, :]
-        y = _squared_distances(h_at, mask, M, K, SCALE, BLOCK_N, BLOCK_M)
-        phi = tl.exp2(tl.maximum(y, FLOOR2))
+        rows, comps, mask, _h_at, phi = _tile_responses(
+            h_ptr, N, M, K, SCALE, FLOOR2, BLOCK_N, BLOCK_M
+        )
         tl.store(phi_ptr + rows[:, None] * M + comps[None, :], phi, mask=mask)
 
     @triton.jit
@@ -728,12 +733,9 @@ if triton is not None:
         grad_h_j = -g * phi * h_j, the gradient torch's custom node computes; with
         OFFSET_GRAD, also the tile's column sums of grad_h (row program_id(0) of the
         partial sums of grad_offset), so that no pass over grad_h is needed for them."""
-        rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
-        comps = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
-        mask = (rows < N)[:, None] & (comps < M)[None, :]
-        h_at = h_ptr + rows[:, None] * (K * M) + comps[None, :]
-        y = _squared_distances(h_at, mask, M, K, SCALE, BLOCK_N, BLOCK_M)
-        phi = tl.exp2(tl.maximum(y, FLOOR2))
+        rows, comps, mask, h_at, phi = _tile_responses(
+            h_ptr, N, M, K, SCALE, FLOOR2, BLOCK_N, BLOCK_M
+        )
         at = rows[:, None] * M + comps[None, :]
         tl.store(phi_ptr + at, phi, mask=mask)
         s = -tl.load(g_ptr + at, mask=mask, other=0.0) * phi

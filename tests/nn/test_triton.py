@@ -68,9 +68,14 @@ SHAPES = [  # (N, in_features, n_components, out_features): none a multiple of a
 @pytest.mark.parametrize("k", [1, 2])
 @pytest.mark.parametrize("bias", [True, False])
 def test_kernels_match_torch(n, d, m, out, k, bias):
+    assert_matches_torch(_triton.TritonGMNM, n, d, m, out, k, bias)
+
+
+def assert_matches_torch(node, n, d, m, out, k, bias):
+    """``node`` (an autograd Function) gives torch's values and gradients."""
     tensors = random_layer_tensors(n, d, m, out, k, bias)
     wanted = [t for t in tensors if t is not None]
-    y = _triton.TritonGMNM.apply(*tensors, k)
+    y = node.apply(*tensors, k)
     grad_out = torch.randn_like(y)
     grads = torch.autograd.grad(y, wanted, grad_out)
 
@@ -97,21 +102,7 @@ HYBRID_SHAPES = [  # (N, in_features, n_components, out_features, k)
 @pytest.mark.parametrize("bias", [True, False])
 def test_hybrid_form_matches_torch(n, d, m, out, k, bias):
     """Torch's matrix products and Triton's responses: torch's values and gradients."""
-    tensors = random_layer_tensors(n, d, m, out, k, bias)
-    wanted = [t for t in tensors if t is not None]
-    y = _triton.TritonResponsesGMNM.apply(*tensors, k)
-    grad_out = torch.randn_like(y)
-    grads = torch.autograd.grad(y, wanted, grad_out)
-
-    y_ref = F._gmnm_autograd(*tensors, k)
-    grads_ref = torch.autograd.grad(y_ref, wanted, grad_out)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
-    names = ["x", "weight", "offset", "mixture_weight", "bias"][: len(grads)]
-    for name, got, expected in zip(names, grads, grads_ref, strict=True):
-        scale = expected.abs().max().item()
-        torch.testing.assert_close(
-            got, expected, atol=1e-5 * scale, rtol=1e-4, msg=f"gradient of {name}"
-        )
+    assert_matches_torch(_triton.TritonResponsesGMNM, n, d, m, out, k, bias)
 
 
 @pytest.mark.parametrize("frozen", ["x", "offset", "mixture_weight"])
