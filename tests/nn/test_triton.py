@@ -127,17 +127,13 @@ def test_hybrid_backward_takes_as_many_operations_as_a_relu_block():
     grad_weight, grad_mixture), the kernel, and two sums (grad_offset's partial sums,
     grad_bias), as a Linear+ReLU block's backward has three products (one for the
     hidden gradient, one per weight), its ReLU step and two bias sums."""
-    tensors = random_layer_tensors(300, 6, 40, 3, 2, True)
-    x, params = tensors[0].detach(), tensors[1:]
-    y = _triton.TritonResponsesGMNM.apply(x, *params, 2)
-    grad_out = torch.randn_like(y)
-    with torch.profiler.profile(
-        activities=[torch.profiler.ProfilerActivity.CPU]
-    ) as prof:
-        torch.autograd.grad(y, params, grad_out)
-    names = [e.name for e in prof.events()]
+    names, grads, grads_ref = parameter_gradients_profiled(_triton.TritonResponsesGMNM)
     assert names.count("aten::mm") == 3
     assert names.count("aten::sum") == 2
+    for got, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(
+            got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
+        )
 
 
 def test_hybrid_form_floors_the_exponent_as_torch_does():
@@ -170,42 +166,6 @@ def test_hybrid_form_keeps_the_input_and_the_projections():
     assert (n, m) not in saved  # phi is recomputed in backward, not kept
 
 
-def test_hybrid_form_second_derivative_matches_torch():
-    x, weight, offset, mixture_weight, bias = random_layer_tensors(20, 2, 9, 1, 2, True)
-
-    def laplacian(forward):
-        y = forward(x, weight, offset, mixture_weight, bias, 2)
-        (grad,) = torch.autograd.grad(y.sum(), x, create_graph=True)
-        lap = sum(
-            torch.autograd.grad(grad[:, i].sum(), x, create_graph=True)[0][:, i]
-            for i in range(2)
-        )
-        return lap, torch.autograd.grad(lap.square().sum(), mixture_weight)[0]
-
-    lap, grad_pi = laplacian(_triton.TritonResponsesGMNM.apply)
-    lap_ref, grad_pi_ref = laplacian(F._gmnm_autograd)
-    torch.testing.assert_close(lap, lap_ref, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(grad_pi, grad_pi_ref, atol=1e-5, rtol=1e-4)
-
-
-@pytest.mark.parametrize("failing", ["_responses", "_responses_backward"])
-def test_hybrid_form_falls_back_to_torch_with_a_warning(failing, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("no kernel for this GPU")
-
-    monkeypatch.setattr(_triton, failing, broken)
-    tensors = random_layer_tensors(40, 3, 10, 2, 2, True)
-    with pytest.warns(RuntimeWarning, match="SKLEARN_GMNM_TRITON=0"):
-        y = _triton.TritonResponsesGMNM.apply(*tensors, 2)
-        grads = torch.autograd.grad(y.square().sum(), tensors)
-    assert isinstance(_triton._failure, RuntimeError)
-    y_ref = F._gmnm_autograd(*tensors, 2)
-    grads_ref = torch.autograd.grad(y_ref.square().sum(), tensors)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
-    for a, b in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=1e-4)
-
-
 def test_only_needed_gradients_are_computed():
     x, weight, offset, mixture_weight, bias = random_layer_tensors(
         50, 4, 12, 2, 2, True
@@ -229,21 +189,28 @@ def test_backward_is_deterministic():
         assert torch.equal(a, b)
 
 
-def test_parameter_gradients_take_one_reduction():
-    """The groups' partial sums of all four parameter gradients (bias included) lie in
-    one buffer, added by one torch operation: every launch costs host time."""
+def parameter_gradients_profiled(node):
+    """The operations (names) that ``node``'s backward runs for the parameters'
+    gradients alone (the input needs none), those gradients, and torch's."""
     tensors = random_layer_tensors(300, 6, 40, 3, 2, True)
     x, params = tensors[0].detach(), tensors[1:]
-    y = _triton.TritonGMNM.apply(x, *params, 2)
+    y = node.apply(x, *params, 2)
     grad_out = torch.randn_like(y)
     with torch.profiler.profile(
         activities=[torch.profiler.ProfilerActivity.CPU]
     ) as prof:
         grads = torch.autograd.grad(y, params, grad_out)
-    reductions = [e.name for e in prof.events() if e.name in ("aten::sum", "aten::add")]
-    assert reductions == ["aten::sum"]
     y_ref = F._gmnm_autograd(x, *params, 2)
     grads_ref = torch.autograd.grad(y_ref, params, grad_out)
+    return [e.name for e in prof.events()], grads, grads_ref
+
+
+def test_parameter_gradients_take_one_reduction():
+    """The groups' partial sums of all four parameter gradients (bias included) lie in
+    one buffer, added by one torch operation: every launch costs host time."""
+    names, grads, grads_ref = parameter_gradients_profiled(_triton.TritonGMNM)
+    reductions = [name for name in names if name in ("aten::sum", "aten::add")]
+    assert reductions == ["aten::sum"]
     for got, expected in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(
             got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
@@ -265,7 +232,8 @@ def test_only_the_input_and_parameters_are_saved():
     assert saved and max(saved) == n * d  # x is the largest: no (N, m) tensor
 
 
-def test_second_derivative_matches_torch():
+@pytest.mark.parametrize("node", [_triton.TritonGMNM, _triton.TritonResponsesGMNM])
+def test_second_derivative_matches_torch(node):
     """create_graph=True (a physics-informed loss): the Laplacian of the output."""
     x, weight, offset, mixture_weight, bias = random_layer_tensors(20, 2, 9, 1, 2, True)
 
@@ -279,14 +247,24 @@ def test_second_derivative_matches_torch():
         lap = second[0] + second[1]  # (N,)
         return lap, torch.autograd.grad(lap.square().sum(), mixture_weight)[0]
 
-    lap, grad_pi = laplacian(_triton.TritonGMNM.apply)
+    lap, grad_pi = laplacian(node.apply)
     lap_ref, grad_pi_ref = laplacian(F._gmnm_autograd)
     torch.testing.assert_close(lap, lap_ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(grad_pi, grad_pi_ref, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("failing", ["_forward", "_backward"])
-def test_a_failing_kernel_falls_back_to_torch_with_a_warning(failing, monkeypatch):
+@pytest.mark.parametrize(
+    "node, failing",
+    [
+        (_triton.TritonGMNM, "_forward"),
+        (_triton.TritonGMNM, "_backward"),
+        (_triton.TritonResponsesGMNM, "_responses"),
+        (_triton.TritonResponsesGMNM, "_responses_backward"),
+    ],
+)
+def test_a_failing_kernel_falls_back_to_torch_with_a_warning(
+    node, failing, monkeypatch
+):
     """A GPU or Triton version the kernels do not run on must not stop a fit."""
 
     def broken(*args, **kwargs):
@@ -296,7 +274,7 @@ def test_a_failing_kernel_falls_back_to_torch_with_a_warning(failing, monkeypatc
     monkeypatch.setattr(_triton, "_failure", None)  # restored after the test
     tensors = random_layer_tensors(40, 3, 10, 2, 2, True)
     with pytest.warns(RuntimeWarning, match="SKLEARN_GMNM_TRITON=0"):
-        y = _triton.TritonGMNM.apply(*tensors, 2)
+        y = node.apply(*tensors, 2)
         grads = torch.autograd.grad(y.square().sum(), tensors)
     assert isinstance(_triton._failure, RuntimeError)
     y_ref = F._gmnm_autograd(*tensors, 2)
