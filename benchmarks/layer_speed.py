@@ -98,7 +98,8 @@ class ThroughForm(nn.Module):
     def forward(self, x):
         g = self.layer
         args = (x, g.weight, g.offsets(), g.mixture_weight, g.bias, g.n_projections)
-        if self.form is _triton.TritonResponsesGMNM.apply and not (
+        # (== not is: each access to a Function's apply gives a new bound method)
+        if self.form == _triton.TritonResponsesGMNM.apply and not (
             _triton.supports_responses(*args)
         ):
             raise RuntimeError("the hybrid form needs float32 CUDA tensors and Triton")
@@ -345,7 +346,7 @@ def main_cuda(args):
     names = ["relu", "relu_compiled", "relu_graphed", "fused", "centres", "custom"]
     names += ["autograd", "fused_graphed", "compiled"]
     if _triton.available() and not args.no_hybrid:
-        names[names.index("custom") + 1 : names.index("custom") + 1] = ["hybrid"]
+        names.insert(names.index("custom") + 1, "hybrid")
         names.insert(names.index("fused_graphed") + 1, "hybrid_graphed")
     if args.reduce_overhead:
         names.insert(names.index("relu_graphed") + 1, "relu_compiled_graphed")

@@ -93,11 +93,14 @@ def _autocast_on() -> bool:
         return torch.is_autocast_enabled()
 
 
-def _runs_here(x, weight, offset, mixture_weight, bias) -> bool:
-    """Whether Triton kernels may run on these tensors at all: a non-empty batch of
-    float32 tensors on one CUDA device, outside of :func:`torch.compile` (which fuses
-    the torch form itself) and of CUDA autocast (whose lower precision torch's
-    operations honour), and no kernel failed in this process."""
+def supports_responses(x, weight, offset, mixture_weight, bias, n_projections) -> bool:
+    """Whether Triton kernels may run on these tensors at all, and so whether
+    :class:`TritonResponsesGMNM` runs its kernels (at any ``in_features``,
+    ``out_features`` and ``n_projections``: its matrix products are torch's): a
+    non-empty batch of float32 tensors on one CUDA device, outside of
+    :func:`torch.compile` (which fuses the torch form itself) and of CUDA autocast
+    (whose lower precision torch's operations honour), and no kernel failed in this
+    process."""
     if not (x.is_cuda and _AVAILABLE) or _failure is not None:
         return False
     if torch.compiler.is_compiling():
@@ -122,15 +125,8 @@ def supports(x, weight, offset, mixture_weight, bias, n_projections) -> bool:
         n_projections in (1, 2)
         and x.shape[-1] <= MAX_FEATURES
         and mixture_weight.shape[0] <= MAX_FEATURES
-        and _runs_here(x, weight, offset, mixture_weight, bias)
+        and supports_responses(x, weight, offset, mixture_weight, bias, n_projections)
     )
-
-
-def supports_responses(x, weight, offset, mixture_weight, bias, n_projections) -> bool:
-    """Whether :class:`TritonResponsesGMNM` runs its kernels on these tensors: those
-    of :func:`supports`, at any ``in_features``, ``out_features`` and
-    ``n_projections`` (its matrix products are torch's)."""
-    return _runs_here(x, weight, offset, mixture_weight, bias)
 
 
 def _block(size: int, least: int = 16) -> int:
@@ -818,9 +814,7 @@ class TritonResponsesGMNM(torch.autograd.Function):
         ctx.n_projections = n_projections
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight, offset, mixture_weight, h)
-        if bias is None:
-            return phi @ mixture_weight.t()  # (N, out)
-        return torch.addmm(bias, phi, mixture_weight.t())
+        return torch.nn.functional.linear(phi, mixture_weight, bias)  # (N, out)
 
     @staticmethod
     def backward(ctx, grad_out):
