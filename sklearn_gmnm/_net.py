@@ -100,7 +100,16 @@ class _StopTraining(Exception):
 
 
 class DivergenceError(ValueError):
-    """The training loss became NaN or infinite."""
+    """Raised by ``fit`` and ``partial_fit`` when the training loss became NaN or
+    infinite: the fit diverged. A smaller ``learning_rate_init`` is the usual remedy."""
+
+
+class DivergenceWarning(UserWarning):
+    """Warned by ``fit`` and ``partial_fit`` when the fit diverged but its loss stayed
+    finite: training left the loss on the training data well above both its loss at the
+    start and the loss of the best constant prediction, or the loss of an epoch rose far
+    above them and the fit ended no better. The model is kept, but it is worse than a
+    constant; a smaller ``learning_rate_init`` is the usual remedy."""
 
 
 class Convergence(Callback):
@@ -263,9 +272,16 @@ class GMNMNet(NeuralNet):
         else:  # equal weights (the estimator leaves them out): a plain mean
             loss = per_sample.mean()
         if training and self.alpha:
-            squares = sum(p.square().sum() for p in self.penalized_parameters())
-            loss = loss + 0.5 * self.alpha * squares / total_weight
+            loss = loss + self.penalty(len(per_sample))
         return loss
+
+    def penalty(self, n_rows):
+        """The L2 penalty that :meth:`get_loss` adds to the loss of a batch of
+        ``n_rows`` rows (a 0-d tensor; 0 without ``alpha``)."""
+        if not self.alpha:
+            return torch.zeros(())
+        squares = sum(p.square().sum() for p in self.penalized_parameters())
+        return 0.5 * self.alpha * squares / (n_rows * self.mean_weight)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         if not self.initialized_:
@@ -304,6 +320,7 @@ __all__ = [
     "BatchIterator",
     "Convergence",
     "DivergenceError",
+    "DivergenceWarning",
     "GMNMNet",
     "StandardizedGMNMNetwork",
     "epoch_scorer",

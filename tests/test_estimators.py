@@ -13,10 +13,16 @@ import pandas as pd
 import pytest
 import sklearn
 import torch
-from sklearn.base import clone, is_classifier
+from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
-from sklearn.datasets import make_classification, make_friedman1, make_regression
+from sklearn.datasets import (
+    load_diabetes,
+    load_iris,
+    make_classification,
+    make_friedman1,
+    make_regression,
+)
 from sklearn.ensemble import StackingRegressor
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import Ridge
@@ -25,8 +31,12 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from sklearn_gmnm import GMNMClassifier, GMNMRegressor
-from sklearn_gmnm._net import DivergenceError
+from sklearn_gmnm import (
+    DivergenceError,
+    DivergenceWarning,
+    GMNMClassifier,
+    GMNMRegressor,
+)
 
 FAST = {"max_iter": 30, "random_state": 0}
 
@@ -154,6 +164,72 @@ def test_divergence_is_an_error_that_names_the_remedy(regression_data):
     # The estimator stays usable: a sensible refit works.
     est.set_params(learning_rate_init=1e-3, max_iter=5).fit(X, y)
     assert np.isfinite(est.predict(X)).all()
+
+
+# The learning rates below come from benchmarks/results/divergence_check.md (diabetes).
+
+
+@pytest.mark.parametrize("estimator_class", [GMNMRegressor, GMNMClassifier])
+def test_a_finite_divergence_warns_and_names_the_remedy(estimator_class):
+    X, y = (load_diabetes if estimator_class is GMNMRegressor else load_iris)(
+        return_X_y=True
+    )
+    est = estimator_class(learning_rate_init=1e3, **FAST)
+    with pytest.warns(DivergenceWarning, match=r"learning_rate_init \(now 1000\)"):
+        est.fit(X, y)
+    # the model is kept, and it does no better than a constant on its training data
+    assert np.isfinite(est.predict(X)).all()
+    constant_score = 0 if is_regressor(est) else np.bincount(y).max() / len(y)
+    assert est.score(X, y) <= constant_score
+
+
+def test_a_spike_that_collapses_to_a_constant_warns():
+    X, y = load_diabetes(return_X_y=True)
+    # the loss of an epoch rose 70-fold, and training ended no better than the mean
+    with pytest.warns(DivergenceWarning, match="rose to"):
+        GMNMRegressor(learning_rate_init=1.0, **FAST).fit(X, y)
+
+
+@pytest.mark.parametrize("kind", ["regression", "multiclass", "multilabel"])
+def test_the_divergence_yardstick_is_the_best_constant_prediction(kind):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = {
+        "regression": np.c_[X[:, 0] + 2, X[:, 1] ** 2],
+        "multiclass": (X[:, 0] > 0.5).astype(int) + (X[:, 1] > 0),
+        "multilabel": np.c_[X[:, 0] > 0.5, X[:, 1] > 0].astype(int),
+    }[kind]
+    estimator_class = GMNMRegressor if kind == "regression" else GMNMClassifier
+    est = estimator_class(max_iter=1, random_state=0).fit(X, y)
+    weight = torch.as_tensor(rng.uniform(0.1, 2.0, size=len(X)))
+    targets = est._encode_targets(y, weight.numpy(), torch.float64, first_call=False)
+    probe = ({"X": torch.as_tensor(X), "sample_weight": weight}, targets)
+    constant = est._constant_output(targets, weight, torch.float64)
+    assert constant.shape == (len(X), est.n_outputs_)
+    assert torch.equal(constant, constant[:1].expand_as(constant))  # one row for all
+    best = est._probe_loss(est.net_, probe, constant)
+    for _ in range(5):  # any other constant scores worse on the weighted loss
+        moved = constant + 0.05 * torch.as_tensor(rng.normal(size=est.n_outputs_))
+        assert est._probe_loss(est.net_, probe, moved) > best
+
+
+@pytest.mark.filterwarnings("error::sklearn_gmnm.DivergenceWarning")
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sound_fits_do_not_warn_of_divergence():
+    X, y = load_diabetes(return_X_y=True)
+    # an epoch's loss spiked 24-fold at this rate, but training recovered
+    GMNMRegressor(learning_rate_init=0.1, **FAST).fit(X, y)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 4))
+    # one epoch from uniform class probabilities on 99:1 classes: the loss is still
+    # well above the constant prediction's, as it was at the start
+    rare = (np.arange(500) % 100 == 0).astype(int)
+    GMNMClassifier(max_iter=1, random_state=0).fit(X, rare)
+    GMNMRegressor(max_iter=5, random_state=0).fit(X, np.full(500, 3.0))  # constant y
+    GMNMRegressor(max_iter=5, random_state=0).fit(X, rng.normal(size=500))  # noise
+    partial = GMNMRegressor(random_state=0)
+    for rows in np.array_split(np.arange(500), 5):
+        partial.partial_fit(X[rows], X[rows, 0])
 
 
 # --- fitted attributes ----------------------------------------------------------------
