@@ -44,19 +44,21 @@ PREDICT_BATCH_SIZE = {"cpu": 2048, "other": 65536}
 
 # A fit whose loss stays finite can still diverge: too large a learning rate throws the
 # weights about and leaves a model worse than where it started, or one that spikes and
-# collapses to a constant. Each fit scores up to DIVERGENCE_CHECK_ROWS of its training
-# rows (without the L2 penalty) before and after training; its yardstick is the largest
-# of the loss at the start, the loss of the best constant prediction (the targets'
-# mean, the classes' frequencies) and DIVERGENCE_MIN_LOSS (so that targets a constant
-# fits exactly give no warning). The fit warns with a DivergenceWarning when its loss
-# ends above DIVERGENCE_FACTOR times the yardstick, or when an epoch's mean training
-# loss rose above DIVERGENCE_PEAK_FACTOR times it (plus the penalty at the start) and
-# the loss ended above DIVERGENCE_NO_BETTER times it (a spike from which training
-# recovered is no divergence). Thresholds from benchmarks/results/divergence_check.md:
-# learning rates up to 0.01 ended at 0.00-0.86x the yardstick with epochs peaking at
-# 0.03-1.28x; a learning rate of 10 or more warned on every dataset and setting. The
-# check costs 2 ms per fit at the default network (2 cores), against 19 ms with 10,000
-# rows: 0.2% of a 20-epoch fit on 10,000 rows.
+# collapses to a constant. Each call of fit scores up to DIVERGENCE_CHECK_ROWS of its
+# training rows (without the L2 penalty) before and after training; its yardstick is the
+# largest of the loss at the start, the loss of the best constant prediction (the
+# targets' mean, the classes' frequencies) and DIVERGENCE_MIN_LOSS (so that targets a
+# constant fits exactly give no warning). The fit warns with a DivergenceWarning when
+# its loss ends above DIVERGENCE_FACTOR times the yardstick, or when an epoch's mean
+# training loss rose above DIVERGENCE_PEAK_FACTOR times it (plus the penalty at the
+# start) and the loss ended above DIVERGENCE_NO_BETTER times it (a spike from which
+# training recovered is no divergence). Thresholds from
+# benchmarks/results/divergence_check.md: learning rates up to 0.01 ended at 0.00-0.86x
+# the yardstick with epochs peaking at 0.03-1.28x; a learning rate of 10 or more warned
+# on every dataset and setting. The check costs 2 ms per fit at the default network (2
+# cores; 19 ms with 10,000 rows): 0.2% of a 20-epoch fit on 10,000 rows. partial_fit
+# skips it: one epoch per call, on 200 or 2,000 rows, took 1.34x and 1.21x as long with
+# it.
 DIVERGENCE_CHECK_ROWS = 2048
 DIVERGENCE_FACTOR = 1.25
 DIVERGENCE_PEAK_FACTOR = 10.0
@@ -262,17 +264,20 @@ class BaseGMNM(BaseEstimator):
                 inputs["sample_weight"] = torch.as_tensor(sample_weight, dtype=dtype)
             epochs = 1 if incremental else self.max_iter
             n_iter_before = len(net.history)
-            probe = self._divergence_probe(inputs, y_train, seed)
-            start_loss = self._probe_loss(net, probe)
-            with torch.no_grad():
-                start_penalty = float(net.penalty(config["batch_size"]))
+            # partial_fit skips the divergence check (see DIVERGENCE_CHECK_ROWS)
+            if not incremental:
+                probe = self._divergence_probe(inputs, y_train, seed)
+                start_loss = self._probe_loss(net, probe)
+                with torch.no_grad():
+                    start_penalty = float(net.penalty(config["batch_size"]))
             # An interrupt or error here leaves a first fit without net_: not fitted.
             net.partial_fit(inputs, y_train, epochs=epochs)
 
         self.net_ = net
         self._net_config = config
         self._record_history(incremental, n_iter_before)
-        self._warn_if_diverged(net, probe, start_loss, start_penalty, n_iter_before)
+        if not incremental:
+            self._warn_if_diverged(net, probe, start_loss, start_penalty, n_iter_before)
         return self
 
     def _divergence_probe(self, inputs, y_train, seed):
@@ -669,9 +674,10 @@ class GMNMRegressor(RegressorMixin, BaseGMNM):
         Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
     learning_rate_init : float, default=3e-4
         Adam's learning rate. Too large a rate makes the fit diverge: a NaN or
-        infinite training loss raises :class:`~sklearn_gmnm.DivergenceError`; a fit
-        that ends worse than it started, or whose loss spikes and ends no better than a
-        constant prediction, warns with :class:`~sklearn_gmnm.DivergenceWarning`.
+        infinite training loss raises :class:`~sklearn_gmnm.DivergenceError`; a call
+        of ``fit`` that ends worse than it started, or whose loss spikes and ends no
+        better than a constant prediction, warns with
+        :class:`~sklearn_gmnm.DivergenceWarning`.
     max_iter : int, default=200
         Maximum number of epochs.
     tol : float, default=1e-4
@@ -866,9 +872,10 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
         Mini-batch size; ``'auto'`` is ``min(200, n_samples)``.
     learning_rate_init : float, default=3e-4
         Adam's learning rate. Too large a rate makes the fit diverge: a NaN or
-        infinite training loss raises :class:`~sklearn_gmnm.DivergenceError`; a fit
-        that ends worse than it started, or whose loss spikes and ends no better than a
-        constant prediction, warns with :class:`~sklearn_gmnm.DivergenceWarning`.
+        infinite training loss raises :class:`~sklearn_gmnm.DivergenceError`; a call
+        of ``fit`` that ends worse than it started, or whose loss spikes and ends no
+        better than a constant prediction, warns with
+        :class:`~sklearn_gmnm.DivergenceWarning`.
     max_iter : int, default=200
         Maximum number of epochs.
     tol : float, default=1e-4
