@@ -32,11 +32,14 @@ from sklearn_gmnm.nn import functional as F
 
 # (rows, in_features, n_components, n_projections, out_features): the estimators' layer
 # at its defaults (k=1, 128 Gaussians, one output) for small batches, and the layer-speed
-# benchmark's layer (k=2, 256 Gaussians, d -> d).
+# benchmark's layer (k=2, 256 Gaussians, d -> d), from one row up.
 SIZES = [
+    (1, 20, 128, 1, 1),
     (8, 20, 128, 1, 1),
     (32, 20, 128, 1, 1),
     (200, 20, 128, 1, 1),
+    (1, 2, 256, 2, 2),
+    (32, 16, 256, 2, 16),
     (256, 2, 256, 2, 2),
     (256, 16, 256, 2, 16),
     (256, 64, 256, 2, 64),

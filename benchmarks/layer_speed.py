@@ -4,8 +4,8 @@ For each ``in_features`` d and batch size N, a GMNM layer d -> d (m Gaussians, k
 projections) is timed forward+backward against ``Linear(d, h) -> ReLU -> Linear(h, d)``
 with h chosen so both have the same number of trainable parameters. Variants of GMNM:
 
-- ``fused``: the library's layer with learnt offsets (``explicit_centers=False``); it
-  uses the custom autograd node for large inputs and plain autograd for small ones,
+- ``fused``: the library's layer with learnt offsets (``explicit_centers=False``); on
+  the CPU it trains through the custom autograd node,
 - ``centres``: the library's default layer (explicit centres, offsets formed in forward),
 - ``custom``: the fused layer forced through the custom autograd node at every size,
 - ``autograd``: the fused layer forced through plain autograd ops at every size,
@@ -86,7 +86,7 @@ class ThroughForm(nn.Module):
     takes (x, weight, offset, mixture_weight, bias, n_projections).
 
     The forms: ``functional._gmnm_autograd`` (plain autograd operations, the library's
-    path for small inputs), ``functional._FusedGMNM.apply`` (the custom autograd node)
+    path for inference), ``functional._FusedGMNM.apply`` (the custom autograd node)
     and ``_triton.TritonResponsesGMNM.apply`` (the hybrid form, float32 CUDA only).
     """
 

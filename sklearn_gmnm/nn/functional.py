@@ -121,17 +121,17 @@ def _gaussian_responses(h: Tensor, n_projections: int) -> Tensor:
 
 
 # When a gradient is wanted, inputs with at least this many elements in h (rows x k*m)
-# go through the custom node below, smaller ones through autograd's op-by-op graph.
-# The node, keeping phi, is faster well below this threshold too: on 2 CPU cores
-# (benchmarks/results/autograd_paths.md) it took 0.88-0.91x autograd's time for a
-# training step at 32-200 rows with k=1 and 128 Gaussians (the estimators' layer), and
-# tied at 8 rows. The threshold stays where it was measured first (up to 1.4x for the
-# node at 2**20 elements), because moving it changes the rounding of the gradients of
-# every smaller layer, and so every committed training result that uses one; lowering
-# it is for a release that re-runs the benchmarks. Without a gradient (inference) the
-# plain operations run at every size: no node is needed, their output is bitwise the
-# node's, and they are faster for small inputs (29 vs 39 us at 8 rows).
-FUSED_MIN_ELEMENTS = 2**17
+# go through the custom node below, smaller ones through autograd's op-by-op graph. The
+# node, keeping phi, was as fast or faster at every size measured on 2 CPU cores
+# (benchmarks/results/autograd_paths.md): 0.66-0.83x autograd's time for a training
+# step at 1-200 rows with k=1 and 128 Gaussians (the estimators' layer; a fit took
+# 0.89-0.95x the time), 0.67x at one row with k=2 and 256 Gaussians, a tie (1.01x) at 32
+# rows with 16 inputs. So it takes every size: 0. (It was 2**17 at first, the size
+# where the node had been measured first; raise it to send small inputs through the
+# plain operations again.) Without a gradient (inference) the plain operations run at
+# every size: no node is needed, their output is bitwise the node's, and they are faster
+# for small inputs (28-35 vs 39-45 us at one row).
+FUSED_MIN_ELEMENTS = 0
 
 # Up to this many elements in phi (rows x m) the custom node keeps phi for backward
 # instead of recomputing it from h: bitwise the same gradients, for at most 4 MiB
@@ -195,7 +195,8 @@ def _leave_to_inductor(x: Tensor) -> bool:
 
 
 def _gmnm_autograd(x, weight, offset, mixture_weight, bias, n_projections):
-    """The same maths as the custom node, left to autograd op by op (small inputs)."""
+    """The same maths as the custom node, left to autograd op by op (inference, and
+    torch.compile on a GPU)."""
     h = torch.addmm(offset, x, weight.t())  # (N, k*m)
     phi = _gaussian_responses(h, n_projections)  # (N, m)
     return torch.nn.functional.linear(phi, mixture_weight, bias)  # (N, out)
@@ -325,11 +326,11 @@ def gmnm(
     Float32 inputs on a CUDA GPU go through Triton kernels that keep the hidden tensors
     in registers (``sklearn_gmnm.nn._triton``; where Triton is installed, for
     ``n_projections`` 1 or 2, by default up to 32 input features: see ``USE_TRITON``).
-    Otherwise, when a gradient is wanted, large inputs go through a custom
-    autograd node (one node, a hand-written backward that keeps ``x``, ``h`` and, up to
-    ``SAVE_PHI_MAX_ELEMENTS``, ``phi``) and small ones (see ``FUSED_MIN_ELEMENTS``)
-    through plain autograd operations; inference always takes the plain operations. All
-    compute the same values. :func:`torch.compile` traces the torch forms: on a GPU the
+    Otherwise, when a gradient is wanted, inputs go through a custom autograd node (one
+    node, a hand-written backward that keeps ``x``, ``h`` and, up to
+    ``SAVE_PHI_MAX_ELEMENTS``, ``phi``; ``FUSED_MIN_ELEMENTS`` can send small inputs
+    through plain autograd operations instead); inference always takes the plain
+    operations. All compute the same values. :func:`torch.compile` traces the torch forms: on a GPU the
     plain operations, which Inductor fuses, on the CPU the custom node.
 
     Parameters
