@@ -39,9 +39,8 @@ from sklearn.exceptions import ConvergenceWarning
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, machine
 
-from sklearn_gmnm import GMNMClassifier, GMNMRegressor
+from sklearn_gmnm import DivergenceWarning, GMNMClassifier, GMNMRegressor
 from sklearn_gmnm import _estimators as E
-from sklearn_gmnm._net import DivergenceWarning
 
 LEARNING_RATES = [3e-4, 1e-2, 1e-1, 1.0, 10.0, 1e3]
 SENSIBLE = 1e-2  # learning rates up to this one must not warn
