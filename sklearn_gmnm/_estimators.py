@@ -77,11 +77,14 @@ def _resolve_device(device):
     return device
 
 
-def _weights(y, sample_weight, dtype):
-    """``sample_weight`` as a tensor of ``dtype``, or equal weights for y's rows."""
+def _weighted_mean(values, sample_weight, dtype):
+    """The mean of ``values``' rows (n, k) as a (k,) tensor of ``dtype``, weighted by
+    ``sample_weight`` (a tensor, or None for equal weights)."""
+    values = values.to(dtype)
     if sample_weight is None:
-        return torch.ones(len(y), dtype=dtype)
-    return sample_weight.to(dtype)
+        return values.mean(0)
+    weight = sample_weight.to(dtype)
+    return (weight[:, None] * values).sum(0) / weight.sum()
 
 
 @functools.cache
@@ -265,19 +268,20 @@ class BaseGMNM(BaseEstimator):
             epochs = 1 if incremental else self.max_iter
             n_iter_before = len(net.history)
             # partial_fit skips the divergence check (see DIVERGENCE_CHECK_ROWS)
+            start = None
             if not incremental:
                 probe = self._divergence_probe(inputs, y_train, seed)
-                start_loss = self._probe_loss(net, probe)
                 with torch.no_grad():
-                    start_penalty = float(net.penalty(config["batch_size"]))
+                    penalty = float(net.penalty(config["batch_size"]))
+                start = (probe, self._probe_loss(net, probe), penalty)
             # An interrupt or error here leaves a first fit without net_: not fitted.
             net.partial_fit(inputs, y_train, epochs=epochs)
 
         self.net_ = net
         self._net_config = config
         self._record_history(incremental, n_iter_before)
-        if not incremental:
-            self._warn_if_diverged(net, probe, start_loss, start_penalty, n_iter_before)
+        if start is not None:
+            self._warn_if_diverged(net, *start, n_iter_before)
         return self
 
     def _divergence_probe(self, inputs, y_train, seed):
@@ -772,9 +776,7 @@ class GMNMRegressor(RegressorMixin, BaseGMNM):
         return torch.nn.MSELoss(reduction="none")
 
     def _constant_output(self, y, sample_weight, dtype):
-        weight = _weights(y, sample_weight, dtype)
-        mean = (weight[:, None] * y.to(dtype)).sum(0) / weight.sum()  # (n_outputs,)
-        return mean.expand(len(y), -1)
+        return _weighted_mean(y, sample_weight, dtype).expand(len(y), -1)
 
     def _validation_score(self, y_true, output):
         return r2_score(y_true, output)
@@ -1065,15 +1067,13 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
         return torch.nn.CrossEntropyLoss(reduction="none")
 
     def _constant_output(self, y, sample_weight, dtype):
-        weight = _weights(y, sample_weight, dtype)
-        tiny = torch.finfo(dtype).tiny
-        if self._multilabel:  # the labels' frequencies, as logits
-            frequency = (weight[:, None] * y.to(dtype)).sum(0) / weight.sum()
-            frequency = frequency.clamp(tiny, 1 - torch.finfo(dtype).eps)
-            return torch.logit(frequency).expand(len(y), -1)
-        frequency = torch.bincount(y, weights=weight, minlength=len(self.classes_))
-        frequency = frequency.to(dtype) / weight.sum()
-        return frequency.clamp_min(tiny).log().expand(len(y), -1)
+        # the labels' or classes' weighted frequencies, as logits
+        if not self._multilabel:
+            y = torch.nn.functional.one_hot(y, len(self.classes_))
+        frequency = _weighted_mean(y, sample_weight, dtype)
+        frequency = frequency.clamp(torch.finfo(dtype).tiny, 1 - torch.finfo(dtype).eps)
+        logits = torch.logit(frequency) if self._multilabel else frequency.log()
+        return logits.expand(len(y), -1)
 
     def _validation_score(self, y_true, output):
         if self._multilabel:

@@ -106,10 +106,10 @@ class DivergenceError(ValueError):
 
 class DivergenceWarning(UserWarning):
     """Warned by ``fit`` (not ``partial_fit``) when the fit diverged but its loss
-    stayed finite: training left the loss on the training data well above both its loss at the
-    start and the loss of the best constant prediction, or the loss of an epoch rose far
-    above them and the fit ended no better. The model is kept, but it is worse than a
-    constant; a smaller ``learning_rate_init`` is the usual remedy."""
+    stayed finite: training left the loss on the training data well above both its
+    loss at the start and the loss of the best constant prediction, or the loss of an
+    epoch rose far above them and the fit ended no better. The model is kept, but it
+    is worse than a constant; a smaller ``learning_rate_init`` is the usual remedy."""
 
 
 class Convergence(Callback):
