@@ -33,6 +33,7 @@ __all__ = [
     "gmnm_basis",
     "gmnm_conv2d",
     "gmnm_conv2d_basis",
+    "gmnm_from_centers",
     "gmnm_reference",
 ]
 
@@ -219,15 +220,11 @@ class _FusedGMNM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, offset, mixture_weight, bias, n_projections):
-        h = torch.addmm(offset, x, weight.t())  # (N, k*m)
-        phi = _gaussian_responses(h, n_projections)  # (N, m)
-        ctx.n_projections = n_projections
-        ctx.has_bias = bias is not None
-        keep_phi = phi if phi.numel() <= SAVE_PHI_MAX_ELEMENTS else None
+        out, h, keep_phi = _node_forward(
+            ctx, x, weight, offset, mixture_weight, bias, n_projections
+        )
         ctx.save_for_backward(x, weight, offset, mixture_weight, h, keep_phi)
-        if bias is None:
-            return phi @ mixture_weight.t()  # (N, out)
-        return torch.addmm(bias, phi, mixture_weight.t())  # (N, out)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -244,6 +241,83 @@ class _FusedGMNM(torch.autograd.Function):
             ctx.needs_input_grad,
             phi=phi,
         )
+
+
+def _node_forward(ctx, x, weight, offset, mixture_weight, bias, n_projections):
+    """The custom nodes' forward: the output, ``h`` and ``phi`` if it is to be kept."""
+    h = torch.addmm(offset, x, weight.t())  # (N, k*m)
+    phi = _gaussian_responses(h, n_projections)  # (N, m)
+    ctx.n_projections = n_projections
+    ctx.has_bias = bias is not None
+    keep_phi = phi if phi.numel() <= SAVE_PHI_MAX_ELEMENTS else None
+    if bias is None:
+        return phi @ mixture_weight.t(), h, keep_phi  # (N, out)
+    return torch.addmm(bias, phi, mixture_weight.t()), h, keep_phi  # (N, out)
+
+
+class _FusedGMNMFromCenters(torch.autograd.Function):
+    """:class:`_FusedGMNM` with the offsets formed from explicit centres inside the node.
+
+    ``GMNM(explicit_centers=True)``, the default, forms ``c_i = -A_i mu_i`` from its
+    centres in every forward pass. Left to autograd, :func:`gaussian_offsets` adds five
+    operations to the forward pass and as many nodes to the backward pass, each costing
+    the host a few microseconds whatever the batch size. This node forms the offsets
+    without recording them, and carries their gradient to ``weight`` and ``centers``
+    itself (``dc_i / dA_i = -mu_i``, ``dc_i / dmu_i = -A_i``).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, centers, mixture_weight, bias, n_projections):
+        offset = gaussian_offsets(weight, centers, n_projections)  # (k*m,)
+        out, h, keep_phi = _node_forward(
+            ctx, x, weight, offset, mixture_weight, bias, n_projections
+        )
+        ctx.save_for_backward(x, weight, centers, mixture_weight, h, keep_phi)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, centers, mixture_weight, h, phi = ctx.saved_tensors
+        k = ctx.n_projections
+        need_x, need_weight, need_centers, need_mixture, need_bias, _ = (
+            ctx.needs_input_grad
+        )
+        # With grad mode on (a second derivative), backward rebuilds h from the
+        # offsets: differentiable in weight and centers here.
+        offset = (
+            gaussian_offsets(weight, centers, k) if torch.is_grad_enabled() else None
+        )
+        grad_x, grad_weight, grad_offset, grad_mixture, grad_bias, _ = (
+            _gmnm_torch_backward(
+                x,
+                weight,
+                offset,
+                mixture_weight,
+                h,
+                grad_out,
+                k,
+                ctx.has_bias,
+                (
+                    need_x,
+                    need_weight,
+                    need_weight or need_centers,
+                    need_mixture,
+                    need_bias,
+                ),
+                phi=phi,
+            )
+        )
+        grad_centers = None
+        if grad_offset is not None:
+            m = centers.shape[0]
+            grad_c = grad_offset.view(k, m, 1)
+            if need_weight:  # (k*m, d): -g_{j,i} * mu_i on row j*m + i
+                grad_weight = torch.addcmul(
+                    grad_weight.view(k, m, -1), grad_c, centers, value=-1
+                ).view(k * m, -1)
+            if need_centers:  # (m, d): -sum_j g_{j,i} * A_{j,i}
+                grad_centers = (grad_c * weight.view(k, m, -1)).sum(0).neg()
+        return grad_x, grad_weight, grad_centers, grad_mixture, grad_bias, None
 
 
 def _gmnm_torch_backward(
@@ -367,23 +441,88 @@ def gmnm(
     # host's time per call, which shows in small batches
     x2d = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])  # (N, d)
     args = (x2d, weight, offset, mixture_weight, bias, n_projections)
-    wants_grad = torch.is_grad_enabled() and (
-        x.requires_grad
-        or weight.requires_grad
-        or offset.requires_grad
-        or mixture_weight.requires_grad
-        or (bias is not None and bias.requires_grad)
-    )
+    out = _run(_path(args), args)
+    return out if x.dim() == 2 else out.view(*x.shape[:-1], out.shape[-1])
+
+
+def _path(args) -> str:
+    """Which form :func:`gmnm` computes these (2-d) arguments in: "triton" (the Triton
+    kernels), "plain" (operations left to autograd: inference, small inputs, and
+    :func:`torch.compile` on a GPU) or "node" (the custom autograd node).
+
+    ``args[2]`` may be the offsets or the centres: only its dtype, device and whether
+    it requires a gradient are read.
+    """
     if _use_triton(args):
-        out = _triton.TritonGMNM.apply(*args)
-    elif (
+        return "triton"
+    x = args[0]
+    wants_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in args[:5]
+    )
+    if (
         not wants_grad
-        or x2d.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS
-        or _leave_to_inductor(x2d)
+        or x.shape[0] * args[1].shape[0] < FUSED_MIN_ELEMENTS
+        or _leave_to_inductor(x)
     ):
-        out = _gmnm_autograd(*args)
+        return "plain"
+    return "node"
+
+
+def _run(path, args):
+    """:func:`gmnm` on (2-d) arguments in the form :func:`_path` picked."""
+    if path == "triton":
+        return _triton.TritonGMNM.apply(*args)
+    if path == "plain":
+        return _gmnm_autograd(*args)
+    return _FusedGMNM.apply(*args)
+
+
+def gmnm_from_centers(
+    x: Tensor,
+    weight: Tensor,
+    centers: Tensor,
+    mixture_weight: Tensor,
+    bias: Tensor | None = None,
+    n_projections: int = 1,
+) -> Tensor:
+    """:func:`gmnm` with its offsets formed from explicit centres, ``c_i = -A_i mu_i``.
+
+    The same as ``gmnm(x, weight, gaussian_offsets(weight, centers, n_projections),
+    mixture_weight, bias, n_projections)``, which it computes where :func:`gmnm` would
+    take the Triton kernels or the plain operations. Where :func:`gmnm` would take its
+    custom autograd node, a node of its own forms the offsets inside and carries their
+    gradient to ``weight`` and ``centers`` itself: autograd then records one node
+    rather than six. On 2 CPU cores that made a training step of a layer 0.90-0.96x as
+    long at up to 256 rows, and no different at 4,096
+    (``benchmarks/results/centres_node.md``).
+
+    Parameters
+    ----------
+    centers : Tensor of shape (m, in_features)
+        The Gaussian centres ``mu_i``. The other parameters are those of :func:`gmnm`.
+
+    Returns
+    -------
+    out : Tensor of shape (..., out_features)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_gmnm.nn.functional import gmnm_from_centers
+    >>> weight = torch.eye(2)  # one Gaussian, k=2, A = I
+    >>> gmnm_from_centers(torch.ones(1, 2), weight, torch.ones(1, 2), torch.ones(1, 1),
+    ...                   n_projections=2)
+    tensor([[1.]])
+    """
+    _check_projections(weight, n_projections)
+    x2d = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])  # (N, d)
+    args = (x2d, weight, centers, mixture_weight, bias, n_projections)
+    path = _path(args)
+    if path == "node":
+        out = _FusedGMNMFromCenters.apply(*args)
     else:
-        out = _FusedGMNM.apply(*args)
+        offset = gaussian_offsets(weight, centers, n_projections)
+        out = _run(path, (x2d, weight, offset, mixture_weight, bias, n_projections))
     return out if x.dim() == 2 else out.view(*x.shape[:-1], out.shape[-1])
 
 

@@ -455,10 +455,19 @@ class GMNM(nn.Module):
                 f"got shape {tuple(input.shape)}."
             )
         projections = self.projections()
+        if self.explicit_centers:
+            return F.gmnm_from_centers(
+                input,
+                projections,
+                self.centers,
+                self.mixture_weight,
+                self.bias,
+                n_projections=self.n_projections,
+            )
         return F.gmnm(
             input,
             projections,
-            self.offsets(projections),
+            self.offset,
             self.mixture_weight,
             self.bias,
             n_projections=self.n_projections,

@@ -521,12 +521,22 @@ def test_compiled_or_eager_compiles_where_it_can():
     torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
 
 
-def test_compiling_on_the_cpu_keeps_the_custom_node(monkeypatch, count_calls):
+def custom_node(layer):
+    """The custom autograd node a layer trains through on the CPU."""
+    return F._FusedGMNMFromCenters if layer.explicit_centers else F._FusedGMNM
+
+
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_compiling_on_the_cpu_keeps_the_custom_node(
+    explicit_centers, monkeypatch, count_calls
+):
     """Under torch.compile a CPU layer traces the custom node (compiled, the plain
     operations ran slower there: ``functional._leave_to_inductor``)."""
-    layer = GMNM(8, 3, n_components=64, n_projections=2)
+    layer = GMNM(
+        8, 3, n_components=64, n_projections=2, explicit_centers=explicit_centers
+    )
     x = torch.randn(2048, 8, requires_grad=True)  # above FUSED_MIN_ELEMENTS
-    calls = count_calls(F._FusedGMNM)
+    calls = count_calls(custom_node(layer))
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     layer(x)
     assert len(calls) == 1
@@ -540,10 +550,12 @@ def test_compiling_on_cuda_leaves_the_plain_operations_to_inductor(
     x = torch.randn(2048, 8, device="cuda", requires_grad=True)
     assert x.shape[0] * layer.weight.shape[0] >= F.FUSED_MIN_ELEMENTS  # else no node
     node_calls = count_calls(F._FusedGMNM)
+    centres_node_calls = count_calls(F._FusedGMNMFromCenters)
     kernel_calls = count_calls(F._triton.TritonGMNM)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     layer(x)
-    assert (len(node_calls), len(kernel_calls)) == (0, 0)  # the plain operations
+    calls = (len(node_calls), len(centres_node_calls), len(kernel_calls))
+    assert calls == (0, 0, 0)  # the plain operations
 
 
 @requires_cuda
@@ -645,11 +657,14 @@ def test_custom_node_keeps_phi_only_for_small_inputs(keep_phi, monkeypatch):
         assert torch.equal(a, b)
 
 
-def test_inference_takes_the_plain_operations(monkeypatch, count_calls):
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_inference_takes_the_plain_operations(
+    explicit_centers, monkeypatch, count_calls
+):
     """Without a gradient no autograd node is needed: the plain operations run."""
     monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)
-    calls = count_calls(F._FusedGMNM)
-    layer = GMNM(3, 2, n_components=8)
+    layer = GMNM(3, 2, n_components=8, explicit_centers=explicit_centers)
+    calls = count_calls(custom_node(layer))
     x = torch.randn(32, 3)
     with torch.no_grad():
         expected = layer(x)
@@ -671,3 +686,70 @@ def test_sklearn_gmnm_triton_environment_variable_sets_use_triton(value, expecte
         [sys.executable, "-c", code], env=env, capture_output=True, text=True
     )
     assert result.stdout.strip() == expected, result.stderr
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    "frozen", [(), ("x",), ("weight",), ("centers",), ("weight", "centers", "bias")]
+)
+def test_centres_node_matches_offsets_left_to_autograd(k, bias, frozen, monkeypatch):
+    """gmnm_from_centers's node (offsets formed inside, their gradient carried to the
+    projections and centres by hand) gives the values and gradients of gmnm on offsets
+    that autograd differentiates, whichever inputs want a gradient."""
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(F, "USE_TRITON", False)
+    torch.manual_seed(k)
+    m, d = 5, 4
+    tensors = {
+        "x": torch.randn(3, 7, d, dtype=torch.float64),
+        "weight": torch.randn(k * m, d, dtype=torch.float64),
+        "centers": torch.randn(m, d, dtype=torch.float64),
+        "mixture_weight": torch.randn(2, m, dtype=torch.float64),
+        "bias": torch.randn(2, dtype=torch.float64) if bias else None,
+    }
+    for name, t in tensors.items():
+        if t is not None and name not in frozen:
+            t.requires_grad_(True)
+    args = list(tensors.values())
+    wanted = [t for t in args if t is not None and t.requires_grad]
+
+    calls = []
+    original = F._FusedGMNMFromCenters.apply
+    monkeypatch.setattr(
+        F._FusedGMNMFromCenters, "apply", lambda *a: calls.append(1) or original(*a)
+    )
+    out = F.gmnm_from_centers(*args, n_projections=k)
+    assert calls  # the node ran
+    x, weight, centers, mixture_weight, bias_ = args
+    offsets = F.gaussian_offsets(weight, centers, k)
+    expected = F.gmnm(x, weight, offsets, mixture_weight, bias_, n_projections=k)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, wanted, grad_out)
+    expected_grads = torch.autograd.grad(expected, wanted, grad_out)
+    for a, b in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_centres_node_leaves_inference_and_small_inputs_to_gmnm(monkeypatch):
+    """Where gmnm would not take its node, gmnm_from_centers computes gmnm itself."""
+    monkeypatch.setattr(F, "USE_TRITON", False)
+    node_calls = []
+    original = F._FusedGMNMFromCenters.apply
+    monkeypatch.setattr(
+        F._FusedGMNMFromCenters,
+        "apply",
+        lambda *a: node_calls.append(1) or original(*a),
+    )
+    layer = GMNM(3, 2, n_components=8)
+    x = torch.randn(4, 3)
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 2**62)
+    plain = layer(x)
+    with torch.no_grad():
+        monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)
+        inference = layer(x)
+    assert not node_calls
+    torch.testing.assert_close(layer(x), plain)
+    assert torch.equal(inference, plain)
+    assert node_calls
