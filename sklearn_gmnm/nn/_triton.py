@@ -612,42 +612,91 @@ class TritonGMNM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, offset, mixture_weight, bias, n_projections):
-        from .functional import _gmnm_autograd
-
-        x, weight, offset, mixture_weight = (
-            t.contiguous() for t in (x, weight, offset, mixture_weight)
+        out, tensors = _node_forward(
+            ctx, x, weight, offset, mixture_weight, bias, n_projections
         )
-        ctx.n_projections = n_projections
-        ctx.has_bias = bias is not None
-        ctx.save_for_backward(x, weight, offset, mixture_weight)
-        args = (x, weight, offset, mixture_weight, bias, n_projections)
-
-        def kernels():
-            with _on_device(x):
-                return _forward(*args)
-
-        return _run_or_fall_back(kernels, lambda: _gmnm_autograd(*args))
+        ctx.save_for_backward(*tensors)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        from .functional import _gmnm_torch_backward
+        return _node_backward(ctx, ctx.saved_tensors, grad_out, ctx.needs_input_grad)
 
-        x, weight, offset, mixture_weight = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        k, has_bias = ctx.n_projections, ctx.has_bias
-        tensors = (x, weight, offset, mixture_weight)
 
-        def torch_form():  # differentiable when grad mode is on (a second derivative)
-            return _gmnm_torch_backward(*tensors, None, grad_out, k, has_bias, needs)
+def _node_forward(ctx, x, weight, offset, mixture_weight, bias, n_projections):
+    """The Triton nodes' forward: the output, and the contiguous (x, weight, offset,
+    mixture_weight) that backward needs."""
+    from .functional import _gmnm_autograd
 
-        if torch.is_grad_enabled():
-            return torch_form()
+    x, weight, offset, mixture_weight = (
+        t.contiguous() for t in (x, weight, offset, mixture_weight)
+    )
+    ctx.n_projections = n_projections
+    ctx.has_bias = bias is not None
+    args = (x, weight, offset, mixture_weight, bias, n_projections)
 
-        def kernels():
-            with _on_device(x):
-                return (*_backward(*tensors, grad_out, k, has_bias, needs), None)
+    def kernels():
+        with _on_device(x):
+            return _forward(*args)
 
-        return _run_or_fall_back(kernels, torch_form)
+    out = _run_or_fall_back(kernels, lambda: _gmnm_autograd(*args))
+    return out, (x, weight, offset, mixture_weight)
+
+
+def _node_backward(ctx, tensors, grad_out, needs):
+    """The Triton nodes' backward: gradients for (x, weight, offset, mixture_weight,
+    bias, n_projections), None where ``needs`` (as ``needs_input_grad``) says none."""
+    from .functional import _gmnm_torch_backward
+
+    k, has_bias = ctx.n_projections, ctx.has_bias
+    x = tensors[0]
+
+    def torch_form():  # differentiable when grad mode is on (a second derivative)
+        return _gmnm_torch_backward(*tensors, None, grad_out, k, has_bias, needs)
+
+    if torch.is_grad_enabled():
+        return torch_form()
+
+    def kernels():
+        with _on_device(x):
+            return (*_backward(*tensors, grad_out, k, has_bias, needs), None)
+
+    return _run_or_fall_back(kernels, torch_form)
+
+
+class TritonGMNMFromCenters(torch.autograd.Function):
+    """:class:`TritonGMNM` with the offsets formed from explicit centres inside the
+    node, as ``functional._FusedGMNMFromCenters`` does for torch's node: the offsets'
+    five operations are not recorded by autograd, and their gradient reaches the
+    projections and centres through two small operations in this node's backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight, centers, mixture_weight, bias, n_projections):
+        from .functional import gaussian_offsets
+
+        offset = gaussian_offsets(weight, centers, n_projections)  # (k*m,)
+        out, tensors = _node_forward(
+            ctx, x, weight, offset, mixture_weight, bias, n_projections
+        )
+        ctx.save_for_backward(*tensors, centers)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from .functional import _offsets_backward, gaussian_offsets
+
+        x, weight, offset, mixture_weight, centers = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a second derivative: offsets that autograd sees
+            offset = gaussian_offsets(weight, centers, ctx.n_projections)
+        need_weight, need_centers = ctx.needs_input_grad[1:3]
+        needs = list(ctx.needs_input_grad)
+        needs[2] = need_weight or need_centers  # the offsets' gradient
+        grads = _node_backward(
+            ctx, (x, weight, offset, mixture_weight), grad_out, needs
+        )
+        return _offsets_backward(
+            grads, weight, centers, ctx.n_projections, need_weight, need_centers
+        )
 
 
 # The hybrid form: torch's matrix products (cuBLAS on a GPU) for the projections and the

@@ -287,37 +287,44 @@ class _FusedGMNMFromCenters(torch.autograd.Function):
         offset = (
             gaussian_offsets(weight, centers, k) if torch.is_grad_enabled() else None
         )
-        grad_x, grad_weight, grad_offset, grad_mixture, grad_bias, _ = (
-            _gmnm_torch_backward(
-                x,
-                weight,
-                offset,
-                mixture_weight,
-                h,
-                grad_out,
-                k,
-                ctx.has_bias,
-                (
-                    need_x,
-                    need_weight,
-                    need_weight or need_centers,
-                    need_mixture,
-                    need_bias,
-                ),
-                phi=phi,
-            )
+        needs = (
+            need_x,
+            need_weight,
+            need_weight or need_centers,
+            need_mixture,
+            need_bias,
         )
-        grad_centers = None
-        if grad_offset is not None:
-            m = centers.shape[0]
-            grad_c = grad_offset.view(k, m, 1)
-            if need_weight:  # (k*m, d): -g_{j,i} * mu_i on row j*m + i
-                grad_weight = torch.addcmul(
-                    grad_weight.view(k, m, -1), grad_c, centers, value=-1
-                ).view(k * m, -1)
-            if need_centers:  # (m, d): -sum_j g_{j,i} * A_{j,i}
-                grad_centers = (grad_c * weight.view(k, m, -1)).sum(0).neg()
-        return grad_x, grad_weight, grad_centers, grad_mixture, grad_bias, None
+        grads = _gmnm_torch_backward(
+            x,
+            weight,
+            offset,
+            mixture_weight,
+            h,
+            grad_out,
+            k,
+            ctx.has_bias,
+            needs,
+            phi=phi,
+        )
+        return _offsets_backward(grads, weight, centers, k, need_weight, need_centers)
+
+
+def _offsets_backward(grads, weight, centers, n_projections, need_weight, need_centers):
+    """A node's gradients for (x, weight, offset, mixture_weight, bias, k) turned into
+    those for (x, weight, centers, mixture_weight, bias, k), through the offsets
+    ``c_i = -A_i mu_i``: ``dc_i / dA_i = -mu_i`` and ``dc_i / dmu_i = -A_i``."""
+    grad_x, grad_weight, grad_offset, grad_mixture, grad_bias, _ = grads
+    grad_centers = None
+    if grad_offset is not None:
+        k, m = n_projections, centers.shape[0]
+        grad_c = grad_offset.view(k, m, 1)
+        if need_weight:  # (k*m, d): -g_{j,i} * mu_i on row j*m + i
+            grad_weight = torch.addcmul(
+                grad_weight.view(k, m, -1), grad_c, centers, value=-1
+            ).view(k * m, -1)
+        if need_centers:  # (m, d): -sum_j g_{j,i} * A_{j,i}
+            grad_centers = (grad_c * weight.view(k, m, -1)).sum(0).neg()
+    return grad_x, grad_weight, grad_centers, grad_mixture, grad_bias, None
 
 
 def _gmnm_torch_backward(
@@ -489,12 +496,14 @@ def gmnm_from_centers(
 
     The same as ``gmnm(x, weight, gaussian_offsets(weight, centers, n_projections),
     mixture_weight, bias, n_projections)``, which it computes where :func:`gmnm` would
-    take the Triton kernels or the plain operations. Where :func:`gmnm` would take its
-    custom autograd node, a node of its own forms the offsets inside and carries their
-    gradient to ``weight`` and ``centers`` itself: autograd then records one node
-    rather than six. On 2 CPU cores that made a training step of a layer 0.90-0.96x as
-    long at up to 256 rows, and no different at 4,096
-    (``benchmarks/results/centres_node.md``).
+    take the plain operations (inference, :func:`torch.compile` on a GPU). Where
+    :func:`gmnm` would take its custom autograd node or the Triton kernels, a node of
+    their own forms the offsets inside and carries their gradient to ``weight`` and
+    ``centers`` itself: autograd then records one node rather than six. On 2 CPU cores
+    that made a training step of a layer 0.90-0.96x as long at up to 256 rows, and no
+    different at 4,096 (``benchmarks/results/centres_node.md``); on a GPU, where eager
+    steps of up to 65,536 rows are bound by the host's time per operation, it has not
+    been timed yet.
 
     Parameters
     ----------
@@ -520,6 +529,8 @@ def gmnm_from_centers(
     path = _path(args)
     if path == "node":
         out = _FusedGMNMFromCenters.apply(*args)
+    elif path == "triton":
+        out = _triton.TritonGMNMFromCenters.apply(*args)
     else:
         offset = gaussian_offsets(weight, centers, n_projections)
         out = _run(path, (x2d, weight, offset, mixture_weight, bias, n_projections))

@@ -552,10 +552,11 @@ def test_compiling_on_cuda_leaves_the_plain_operations_to_inductor(
     node_calls = count_calls(F._FusedGMNM)
     centres_node_calls = count_calls(F._FusedGMNMFromCenters)
     kernel_calls = count_calls(F._triton.TritonGMNM)
+    centres_kernel_calls = count_calls(F._triton.TritonGMNMFromCenters)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     layer(x)
-    calls = (len(node_calls), len(centres_node_calls), len(kernel_calls))
-    assert calls == (0, 0, 0)  # the plain operations
+    calls = [node_calls, centres_node_calls, kernel_calls, centres_kernel_calls]
+    assert not any(calls)  # the plain operations
 
 
 @requires_cuda
@@ -753,3 +754,14 @@ def test_centres_node_leaves_inference_and_small_inputs_to_gmnm(monkeypatch):
     torch.testing.assert_close(layer(x), plain)
     assert torch.equal(inference, plain)
     assert node_calls
+
+
+def test_centres_node_records_one_autograd_node(monkeypatch):
+    """The default layer's offsets are not recorded by autograd: the output's graph
+    holds the node, then the parameters' gradient accumulators."""
+    monkeypatch.setattr(F, "USE_TRITON", False)
+    layer = GMNM(3, 2, n_components=8, n_projections=2)
+    out = layer(torch.randn(16, 3))
+    parents = [fn for fn, _ in out.grad_fn.next_functions if fn is not None]
+    assert type(out.grad_fn).__name__ == "_FusedGMNMFromCentersBackward"
+    assert [type(fn).__name__ for fn in parents] == ["AccumulateGrad"] * 4

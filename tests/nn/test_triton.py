@@ -308,6 +308,13 @@ def test_precision_follows_torch_matmul_setting():
         torch.set_float32_matmul_precision(before)
 
 
+def kernel_node(layer):
+    """The Triton node a float32 CUDA layer trains through."""
+    if layer.explicit_centers:
+        return _triton.TritonGMNMFromCenters
+    return _triton.TritonGMNM
+
+
 @requires_gpu
 def test_supports_only_what_the_kernels_handle():
     x, weight, offset, mixture_weight, bias = random_layer_tensors(8, 4, 6, 2, 2, True)
@@ -342,7 +349,7 @@ def test_layer_on_cuda_takes_the_kernels_and_matches_torch(
     layer = GMNM(5, 3, n_components=40, explicit_centers=explicit_centers).cuda()
     x = torch.randn(1000, 7, 5, device="cuda")  # (N, T, d): flattened for the kernels
     monkeypatch.setattr(F, "USE_TRITON", "auto")  # the default: 5 features take them
-    calls = count_calls(_triton.TritonGMNM)
+    calls = count_calls(kernel_node(layer))
     out = layer(x)
     grads = torch.autograd.grad(out.square().sum(), tuple(layer.parameters()))
     assert calls, "the CUDA float32 layer did not run through the Triton kernels"
@@ -361,7 +368,7 @@ def test_wide_inputs_take_the_kernels_only_when_asked(monkeypatch, count_calls):
     layer = GMNM(40, 2, n_components=16).cuda()
     few_rows = torch.randn(100, 40, device="cuda")
     many_rows = torch.randn(_triton.AUTO_FEW_ROWS + 1, 40, device="cuda")
-    calls = count_calls(_triton.TritonGMNM)
+    calls = count_calls(kernel_node(layer))
     monkeypatch.setattr(F, "USE_TRITON", "auto")
     layer(many_rows)
     assert not calls  # 40 > AUTO_MAX_FEATURES on many rows: torch's operations
@@ -404,7 +411,7 @@ def test_layer_captured_as_cuda_graphs_matches_eager(monkeypatch, count_calls):
     monkeypatch.setattr(F, "USE_TRITON", "auto")  # the default: 4 features take them
     layer = GMNM(4, 3, n_components=40).cuda()
     graphed = copy.deepcopy(layer)
-    calls = count_calls(_triton.TritonGMNM)
+    calls = count_calls(kernel_node(layer))
     graphed = torch.cuda.make_graphed_callables(
         graphed, (torch.zeros(2048, 4, device="cuda"),)
     )
@@ -420,3 +427,119 @@ def test_layer_captured_as_cuda_graphs_matches_eager(monkeypatch, count_calls):
         torch.testing.assert_close(out, out_ref)
         for a, b in zip(grads, grads_ref, strict=True):
             torch.testing.assert_close(a, b)
+
+
+def random_centres_tensors(n, d, m, out, k, bias, seed=0):
+    """As random_layer_tensors, with centres (m, d) in the place of the offsets."""
+    x, weight, _, mixture_weight, b = random_layer_tensors(n, d, m, out, k, bias, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    centers = torch.randn(m, d, generator=gen).to(DEVICE).requires_grad_()
+    return x, weight, centers, mixture_weight, b
+
+
+def centres_reference(x, weight, centers, mixture_weight, bias, k):
+    """torch's form on offsets that autograd differentiates."""
+    offset = F.gaussian_offsets(weight, centers, k)
+    return F._gmnm_autograd(x, weight, offset, mixture_weight, bias, k)
+
+
+@pytest.mark.parametrize("n, d, m, out", SHAPES)
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("bias", [True, False])
+def test_centres_node_matches_torch(n, d, m, out, k, bias):
+    """The offsets formed inside the node, their gradient carried to the projections
+    and centres by hand: the values and gradients of torch's form."""
+    tensors = random_centres_tensors(n, d, m, out, k, bias)
+    wanted = [t for t in tensors if t is not None]
+    y = _triton.TritonGMNMFromCenters.apply(*tensors, k)
+    grad_out = torch.randn_like(y)
+    grads = torch.autograd.grad(y, wanted, grad_out)
+    y_ref = centres_reference(*tensors, k)
+    grads_ref = torch.autograd.grad(y_ref, wanted, grad_out)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
+    names = ["x", "weight", "centers", "mixture_weight", "bias"][: len(grads)]
+    for name, got, expected in zip(names, grads, grads_ref, strict=True):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(
+            got, expected, atol=1e-5 * scale, rtol=1e-4, msg=f"gradient of {name}"
+        )
+
+
+@pytest.mark.parametrize(
+    "frozen", [("x",), ("weight",), ("centers",), ("weight", "centers", "bias")]
+)
+def test_centres_node_computes_the_needed_gradients(frozen):
+    names = ["x", "weight", "centers", "mixture_weight", "bias"]
+    tensors = dict(
+        zip(names, random_centres_tensors(90, 4, 40, 2, 2, True), strict=True)
+    )
+    for name in frozen:
+        tensors[name] = tensors[name].detach()
+    wanted = [t for name, t in tensors.items() if name not in frozen]
+    y = _triton.TritonGMNMFromCenters.apply(*tensors.values(), 2)
+    grads = torch.autograd.grad(y.square().sum(), wanted)
+    y_ref = centres_reference(*tensors.values(), 2)
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), wanted)
+    for got, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(
+            got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
+        )
+
+
+def test_centres_node_second_derivative_matches_torch():
+    """create_graph=True: the Laplacian of the output, and its gradient with respect
+    to the centres (through the offsets rebuilt where autograd sees them)."""
+    x, weight, centers, mixture_weight, bias = random_centres_tensors(
+        20, 2, 9, 1, 2, True
+    )
+
+    def laplacian(forward):
+        y = forward(x, weight, centers, mixture_weight, bias, 2)
+        (grad,) = torch.autograd.grad(y.sum(), x, create_graph=True)  # (N, 2)
+        second = [
+            torch.autograd.grad(grad[:, i].sum(), x, create_graph=True)[0][:, i]
+            for i in range(2)
+        ]
+        lap = second[0] + second[1]  # (N,)
+        return lap, torch.autograd.grad(lap.square().sum(), (centers, weight))
+
+    lap, grads = laplacian(_triton.TritonGMNMFromCenters.apply)
+    lap_ref, grads_ref = laplacian(centres_reference)
+    torch.testing.assert_close(lap, lap_ref, atol=1e-5, rtol=1e-4)
+    for got, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(
+            got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
+        )
+
+
+@pytest.mark.parametrize("failing", ["_forward", "_backward"])
+def test_centres_node_falls_back_to_torch_with_a_warning(failing, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel for this GPU")
+
+    monkeypatch.setattr(_triton, failing, broken)
+    monkeypatch.setattr(_triton, "_failure", None)  # restored after the test
+    tensors = random_centres_tensors(40, 3, 10, 2, 2, True)
+    with pytest.warns(RuntimeWarning, match="SKLEARN_GMNM_TRITON=0"):
+        y = _triton.TritonGMNMFromCenters.apply(*tensors, 2)
+        grads = torch.autograd.grad(y.square().sum(), tensors)
+    y_ref = centres_reference(*tensors, 2)
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), tensors)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=1e-4)
+
+
+def test_centres_node_records_one_autograd_node():
+    """The offsets' operations are not recorded: the output's graph holds the node and
+    the parameters' gradient accumulators, nothing between them."""
+    tensors = random_centres_tensors(30, 3, 8, 2, 2, True)
+    y = _triton.TritonGMNMFromCenters.apply(*tensors, 2)
+    parents = [fn for fn, _ in y.grad_fn.next_functions if fn is not None]
+    assert {type(fn).__name__ for fn in parents} == {"AccumulateGrad"}
+    assert len(parents) == 5
+    y_before = F._triton.TritonGMNM.apply(
+        tensors[0], tensors[1], F.gaussian_offsets(*tensors[1:3], 2), *tensors[3:], 2
+    )
+    names = {type(fn).__name__ for fn, _ in y_before.grad_fn.next_functions if fn}
+    assert names != {"AccumulateGrad"}  # the offsets' own nodes, before
