@@ -683,20 +683,19 @@ class TritonGMNMFromCenters(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        from .functional import _offsets_backward, gaussian_offsets
+        from .functional import (
+            _needs_through_offsets,
+            _offsets_backward,
+            gaussian_offsets,
+        )
 
         x, weight, offset, mixture_weight, centers = ctx.saved_tensors
+        k, needs = ctx.n_projections, ctx.needs_input_grad
         if torch.is_grad_enabled():  # a second derivative: offsets that autograd sees
-            offset = gaussian_offsets(weight, centers, ctx.n_projections)
-        need_weight, need_centers = ctx.needs_input_grad[1:3]
-        needs = list(ctx.needs_input_grad)
-        needs[2] = need_weight or need_centers  # the offsets' gradient
-        grads = _node_backward(
-            ctx, (x, weight, offset, mixture_weight), grad_out, needs
-        )
-        return _offsets_backward(
-            grads, weight, centers, ctx.n_projections, need_weight, need_centers
-        )
+            offset = gaussian_offsets(weight, centers, k)
+        tensors = (x, weight, offset, mixture_weight)
+        grads = _node_backward(ctx, tensors, grad_out, _needs_through_offsets(needs))
+        return _offsets_backward(grads, weight, centers, k, needs)
 
 
 # The hybrid form: torch's matrix products (cuBLAS on a GPU) for the projections and the

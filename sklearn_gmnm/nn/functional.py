@@ -279,21 +279,12 @@ class _FusedGMNMFromCenters(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight, centers, mixture_weight, h, phi = ctx.saved_tensors
         k = ctx.n_projections
-        need_x, need_weight, need_centers, need_mixture, need_bias, _ = (
-            ctx.needs_input_grad
-        )
         # With grad mode on (a second derivative), backward rebuilds h from the
         # offsets: differentiable in weight and centers here.
         offset = (
             gaussian_offsets(weight, centers, k) if torch.is_grad_enabled() else None
         )
-        needs = (
-            need_x,
-            need_weight,
-            need_weight or need_centers,
-            need_mixture,
-            need_bias,
-        )
+        needs = _needs_through_offsets(ctx.needs_input_grad)
         grads = _gmnm_torch_backward(
             x,
             weight,
@@ -306,14 +297,25 @@ class _FusedGMNMFromCenters(torch.autograd.Function):
             needs,
             phi=phi,
         )
-        return _offsets_backward(grads, weight, centers, k, need_weight, need_centers)
+        return _offsets_backward(grads, weight, centers, k, ctx.needs_input_grad)
 
 
-def _offsets_backward(grads, weight, centers, n_projections, need_weight, need_centers):
+def _needs_through_offsets(needs_input_grad):
+    """A centres node's ``needs_input_grad`` (x, weight, centers, mixture_weight, bias,
+    k) as the offsets' node sees it: the offsets need a gradient when the projections
+    or the centres do."""
+    needs = list(needs_input_grad)
+    needs[2] = needs[1] or needs[2]
+    return tuple(needs)
+
+
+def _offsets_backward(grads, weight, centers, n_projections, needs_input_grad):
     """A node's gradients for (x, weight, offset, mixture_weight, bias, k) turned into
     those for (x, weight, centers, mixture_weight, bias, k), through the offsets
-    ``c_i = -A_i mu_i``: ``dc_i / dA_i = -mu_i`` and ``dc_i / dmu_i = -A_i``."""
+    ``c_i = -A_i mu_i``: ``dc_i / dA_i = -mu_i`` and ``dc_i / dmu_i = -A_i``.
+    ``needs_input_grad`` is the centres node's."""
     grad_x, grad_weight, grad_offset, grad_mixture, grad_bias, _ = grads
+    need_weight, need_centers = needs_input_grad[1:3]
     grad_centers = None
     if grad_offset is not None:
         k, m = n_projections, centers.shape[0]

@@ -54,6 +54,27 @@ def random_layer_tensors(n, d, m, out, k, bias, seed=0):
     return x, weight, offset, mixture_weight, b
 
 
+def random_centres_tensors(n, d, m, out, k, bias, seed=0):
+    """As random_layer_tensors, with centres (m, d) in the place of the offsets."""
+    x, weight, _, mixture_weight, b = random_layer_tensors(n, d, m, out, k, bias, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    centers = torch.randn(m, d, generator=gen).to(DEVICE).requires_grad_()
+    return x, weight, centers, mixture_weight, b
+
+
+def centres_reference(x, weight, centers, mixture_weight, bias, k):
+    """torch's form on offsets that autograd differentiates."""
+    offset = F.gaussian_offsets(weight, centers, k)
+    return F._gmnm_autograd(x, weight, offset, mixture_weight, bias, k)
+
+
+def node_inputs(node, n, d, m, out, k, bias):
+    """Random inputs for ``node`` and torch's form of the layer on them."""
+    if node is _triton.TritonGMNMFromCenters:
+        return random_centres_tensors(n, d, m, out, k, bias), centres_reference
+    return random_layer_tensors(n, d, m, out, k, bias), F._gmnm_autograd
+
+
 SHAPES = [  # (N, in_features, n_components, out_features): none a multiple of a tile
     (70, 3, 20, 1),
     (130, 5, 33, 4),
@@ -73,16 +94,17 @@ def test_kernels_match_torch(n, d, m, out, k, bias):
 
 def assert_matches_torch(node, n, d, m, out, k, bias):
     """``node`` (an autograd Function) gives torch's values and gradients."""
-    tensors = random_layer_tensors(n, d, m, out, k, bias)
+    tensors, reference = node_inputs(node, n, d, m, out, k, bias)
     wanted = [t for t in tensors if t is not None]
     y = node.apply(*tensors, k)
     grad_out = torch.randn_like(y)
     grads = torch.autograd.grad(y, wanted, grad_out)
 
-    y_ref = F._gmnm_autograd(*tensors, k)
+    y_ref = reference(*tensors, k)
     grads_ref = torch.autograd.grad(y_ref, wanted, grad_out)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
-    names = ["x", "weight", "offset", "mixture_weight", "bias"][: len(grads)]
+    third = "centers" if node is _triton.TritonGMNMFromCenters else "offset"
+    names = ["x", "weight", third, "mixture_weight", "bias"][: len(grads)]
     for name, got, expected in zip(names, grads, grads_ref, strict=True):
         scale = expected.abs().max().item()
         torch.testing.assert_close(
@@ -232,25 +254,33 @@ def test_only_the_input_and_parameters_are_saved():
     assert saved and max(saved) == n * d  # x is the largest: no (N, m) tensor
 
 
-@pytest.mark.parametrize("node", [_triton.TritonGMNM, _triton.TritonResponsesGMNM])
+@pytest.mark.parametrize(
+    "node",
+    [_triton.TritonGMNM, _triton.TritonResponsesGMNM, _triton.TritonGMNMFromCenters],
+)
 def test_second_derivative_matches_torch(node):
-    """create_graph=True (a physics-informed loss): the Laplacian of the output."""
-    x, weight, offset, mixture_weight, bias = random_layer_tensors(20, 2, 9, 1, 2, True)
+    """create_graph=True (a physics-informed loss): the Laplacian of the output, and
+    its gradient with respect to the parameters."""
+    tensors, reference = node_inputs(node, 20, 2, 9, 1, 2, True)
+    x = tensors[0]
 
     def laplacian(forward):
-        y = forward(x, weight, offset, mixture_weight, bias, 2)
+        y = forward(*tensors, 2)
         (grad,) = torch.autograd.grad(y.sum(), x, create_graph=True)  # (N, 2)
         second = [
             torch.autograd.grad(grad[:, i].sum(), x, create_graph=True)[0][:, i]
             for i in range(2)
         ]
         lap = second[0] + second[1]  # (N,)
-        return lap, torch.autograd.grad(lap.square().sum(), mixture_weight)[0]
+        return lap, torch.autograd.grad(lap.square().sum(), tensors[1:4])
 
-    lap, grad_pi = laplacian(node.apply)
-    lap_ref, grad_pi_ref = laplacian(F._gmnm_autograd)
+    lap, grads = laplacian(node.apply)
+    lap_ref, grads_ref = laplacian(reference)
     torch.testing.assert_close(lap, lap_ref, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(grad_pi, grad_pi_ref, atol=1e-5, rtol=1e-4)
+    for got, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(
+            got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
+        )
 
 
 @pytest.mark.parametrize(
@@ -260,6 +290,8 @@ def test_second_derivative_matches_torch(node):
         (_triton.TritonGMNM, "_backward"),
         (_triton.TritonResponsesGMNM, "_responses"),
         (_triton.TritonResponsesGMNM, "_responses_backward"),
+        (_triton.TritonGMNMFromCenters, "_forward"),
+        (_triton.TritonGMNMFromCenters, "_backward"),
     ],
 )
 def test_a_failing_kernel_falls_back_to_torch_with_a_warning(
@@ -272,12 +304,12 @@ def test_a_failing_kernel_falls_back_to_torch_with_a_warning(
 
     monkeypatch.setattr(_triton, failing, broken)
     monkeypatch.setattr(_triton, "_failure", None)  # restored after the test
-    tensors = random_layer_tensors(40, 3, 10, 2, 2, True)
+    tensors, reference = node_inputs(node, 40, 3, 10, 2, 2, True)
     with pytest.warns(RuntimeWarning, match="SKLEARN_GMNM_TRITON=0"):
         y = node.apply(*tensors, 2)
         grads = torch.autograd.grad(y.square().sum(), tensors)
     assert isinstance(_triton._failure, RuntimeError)
-    y_ref = F._gmnm_autograd(*tensors, 2)
+    y_ref = reference(*tensors, 2)
     grads_ref = torch.autograd.grad(y_ref.square().sum(), tensors)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
     for a, b in zip(grads, grads_ref, strict=True):
@@ -429,40 +461,13 @@ def test_layer_captured_as_cuda_graphs_matches_eager(monkeypatch, count_calls):
             torch.testing.assert_close(a, b)
 
 
-def random_centres_tensors(n, d, m, out, k, bias, seed=0):
-    """As random_layer_tensors, with centres (m, d) in the place of the offsets."""
-    x, weight, _, mixture_weight, b = random_layer_tensors(n, d, m, out, k, bias, seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    centers = torch.randn(m, d, generator=gen).to(DEVICE).requires_grad_()
-    return x, weight, centers, mixture_weight, b
-
-
-def centres_reference(x, weight, centers, mixture_weight, bias, k):
-    """torch's form on offsets that autograd differentiates."""
-    offset = F.gaussian_offsets(weight, centers, k)
-    return F._gmnm_autograd(x, weight, offset, mixture_weight, bias, k)
-
-
 @pytest.mark.parametrize("n, d, m, out", SHAPES)
 @pytest.mark.parametrize("k", [1, 2])
 @pytest.mark.parametrize("bias", [True, False])
 def test_centres_node_matches_torch(n, d, m, out, k, bias):
     """The offsets formed inside the node, their gradient carried to the projections
     and centres by hand: the values and gradients of torch's form."""
-    tensors = random_centres_tensors(n, d, m, out, k, bias)
-    wanted = [t for t in tensors if t is not None]
-    y = _triton.TritonGMNMFromCenters.apply(*tensors, k)
-    grad_out = torch.randn_like(y)
-    grads = torch.autograd.grad(y, wanted, grad_out)
-    y_ref = centres_reference(*tensors, k)
-    grads_ref = torch.autograd.grad(y_ref, wanted, grad_out)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
-    names = ["x", "weight", "centers", "mixture_weight", "bias"][: len(grads)]
-    for name, got, expected in zip(names, grads, grads_ref, strict=True):
-        scale = expected.abs().max().item()
-        torch.testing.assert_close(
-            got, expected, atol=1e-5 * scale, rtol=1e-4, msg=f"gradient of {name}"
-        )
+    assert_matches_torch(_triton.TritonGMNMFromCenters, n, d, m, out, k, bias)
 
 
 @pytest.mark.parametrize(
@@ -484,50 +489,6 @@ def test_centres_node_computes_the_needed_gradients(frozen):
         torch.testing.assert_close(
             got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
         )
-
-
-def test_centres_node_second_derivative_matches_torch():
-    """create_graph=True: the Laplacian of the output, and its gradient with respect
-    to the centres (through the offsets rebuilt where autograd sees them)."""
-    x, weight, centers, mixture_weight, bias = random_centres_tensors(
-        20, 2, 9, 1, 2, True
-    )
-
-    def laplacian(forward):
-        y = forward(x, weight, centers, mixture_weight, bias, 2)
-        (grad,) = torch.autograd.grad(y.sum(), x, create_graph=True)  # (N, 2)
-        second = [
-            torch.autograd.grad(grad[:, i].sum(), x, create_graph=True)[0][:, i]
-            for i in range(2)
-        ]
-        lap = second[0] + second[1]  # (N,)
-        return lap, torch.autograd.grad(lap.square().sum(), (centers, weight))
-
-    lap, grads = laplacian(_triton.TritonGMNMFromCenters.apply)
-    lap_ref, grads_ref = laplacian(centres_reference)
-    torch.testing.assert_close(lap, lap_ref, atol=1e-5, rtol=1e-4)
-    for got, expected in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(
-            got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
-        )
-
-
-@pytest.mark.parametrize("failing", ["_forward", "_backward"])
-def test_centres_node_falls_back_to_torch_with_a_warning(failing, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("no kernel for this GPU")
-
-    monkeypatch.setattr(_triton, failing, broken)
-    monkeypatch.setattr(_triton, "_failure", None)  # restored after the test
-    tensors = random_centres_tensors(40, 3, 10, 2, 2, True)
-    with pytest.warns(RuntimeWarning, match="SKLEARN_GMNM_TRITON=0"):
-        y = _triton.TritonGMNMFromCenters.apply(*tensors, 2)
-        grads = torch.autograd.grad(y.square().sum(), tensors)
-    y_ref = centres_reference(*tensors, 2)
-    grads_ref = torch.autograd.grad(y_ref.square().sum(), tensors)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
-    for a, b in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=1e-4)
 
 
 def test_centres_node_records_one_autograd_node():
