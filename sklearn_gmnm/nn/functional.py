@@ -182,6 +182,17 @@ def _use_triton(args) -> bool:
     )
 
 
+#: Whether a :mod:`torch.func` transform (``vmap``, ``grad``, ``jacrev``, ``jvp``,
+#: ``hessian``, ...) is running. The custom autograd nodes and the Triton nodes define
+#: no ``setup_context``, ``vmap`` or ``jvp`` rule, so under a transform the layer runs
+#: plain, out-of-place operations, which support every transform (physics-informed
+#: losses often take derivatives through ``torch.func``). Torch's private test, used by
+#: ``torch.autograd.Function`` itself; where it is missing, no transform is assumed.
+_functorch_transforms_active = getattr(
+    torch._C, "_are_functorch_transforms_active", lambda: False
+)
+
+
 def _leave_to_inductor(x: Tensor) -> bool:
     """Whether :func:`torch.compile` is tracing a GPU layer: then :func:`gmnm` gives it
     the plain operations rather than the custom node, and Inductor fuses them and
@@ -457,11 +468,14 @@ def gmnm(
 def _path(args) -> str:
     """Which form :func:`gmnm` computes these (2-d) arguments in: "triton" (the Triton
     kernels), "plain" (operations left to autograd: inference, small inputs, and
-    :func:`torch.compile` on a GPU) or "node" (the custom autograd node).
+    :func:`torch.compile` on a GPU), "functorch" (the plain operations without in-place
+    steps, under a :mod:`torch.func` transform) or "node" (the custom autograd node).
 
     ``args[2]`` may be the offsets or the centres: only its dtype, device and whether
     it requires a gradient are read.
     """
+    if _functorch_transforms_active():
+        return "functorch"
     if _use_triton(args):
         return "triton"
     x = args[0]
@@ -483,7 +497,17 @@ def _run(path, args):
         return _triton.TritonGMNM.apply(*args)
     if path == "plain":
         return _gmnm_autograd(*args)
+    if path == "functorch":
+        return _gmnm_out_of_place(*args)
     return _FusedGMNM.apply(*args)
+
+
+def _gmnm_out_of_place(x, weight, offset, mixture_weight, bias, n_projections):
+    """The plain operations with no in-place step, for :mod:`torch.func` transforms:
+    ``vmap`` has no batching rule for the in-place ``addcmul_`` and ``clamp_`` of
+    :func:`_gaussian_responses` and would loop over the batch, with a warning."""
+    phi = gmnm_basis(x, weight, offset, n_projections)  # (N, m)
+    return torch.nn.functional.linear(phi, mixture_weight, bias)  # (N, out)
 
 
 def gmnm_from_centers(

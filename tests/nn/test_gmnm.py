@@ -765,3 +765,71 @@ def test_centres_node_records_one_autograd_node(monkeypatch):
     parents = [fn for fn, _ in out.grad_fn.next_functions if fn is not None]
     assert type(out.grad_fn).__name__ == "_FusedGMNMFromCentersBackward"
     assert [type(fn).__name__ for fn in parents] == ["AccumulateGrad"] * 4
+
+
+def _per_sample(model):
+    """``model`` on one sample (in_features,) -> (out_features,)."""
+    return lambda x1: model(x1.unsqueeze(0)).squeeze(0)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. vmap looping over the batch
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_torch_func_transforms_match_autograd(explicit_centers, monkeypatch):
+    """jacrev, hessian, jvp and grad of torch.func run through the layer (its autograd
+    nodes define no rules for them: it gives them its plain operations) and agree with
+    derivatives taken by autograd through the custom node."""
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)  # outside the transforms: the node
+    torch.manual_seed(0)
+    model = GMNMMLP(
+        2, 2, hidden_layer_sizes=(3,), n_components=6, explicit_centers=explicit_centers
+    ).double()
+    x = torch.randn(4, 2, dtype=torch.float64)
+    f = _per_sample(model)
+
+    jac = torch.func.vmap(torch.func.jacrev(f))(x)  # (N, out, d)
+    hess = torch.func.vmap(torch.func.hessian(f))(x)  # (N, out, d, d)
+    _, tangent = torch.func.jvp(f, (x[0],), (torch.ones(2, dtype=torch.float64),))
+    params = dict(model.named_parameters())
+    grads = torch.func.grad(
+        lambda p: torch.func.functional_call(model, p, (x,)).square().sum()
+    )(params)
+
+    xr = x.clone().requires_grad_()
+    out = model(xr)  # the custom node
+    assert "_FusedGMNM" in type(model.layers[0](xr).grad_fn).__name__
+    jac_ref = torch.stack(
+        [
+            torch.autograd.grad(out[:, j].sum(), xr, create_graph=True)[0]
+            for j in range(2)
+        ],
+        dim=1,
+    )
+    hess_ref = torch.stack(
+        [
+            torch.stack(
+                [
+                    torch.autograd.grad(jac_ref[:, j, i].sum(), xr, retain_graph=True)[
+                        0
+                    ]
+                    for i in range(2)
+                ],
+                dim=-2,
+            )
+            for j in range(2)
+        ],
+        dim=1,
+    )
+    grads_ref = torch.autograd.grad(model(x).square().sum(), tuple(params.values()))
+    torch.testing.assert_close(jac, jac_ref)
+    torch.testing.assert_close(hess, hess_ref)
+    torch.testing.assert_close(tangent, jac_ref[0].sum(-1))
+    for name, expected in zip(params, grads_ref, strict=True):
+        torch.testing.assert_close(grads[name], expected, msg=name)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_vmap_over_a_batch_of_inputs_matches_the_batched_call():
+    torch.manual_seed(0)
+    layer = GMNM(3, 2, n_components=5, n_projections=2)
+    x = torch.randn(4, 7, 3)
+    torch.testing.assert_close(torch.func.vmap(layer)(x), layer(x))

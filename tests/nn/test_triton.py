@@ -504,3 +504,22 @@ def test_centres_node_records_one_autograd_node():
     )
     names = {type(fn).__name__ for fn, _ in y_before.grad_fn.next_functions if fn}
     assert names != {"AccumulateGrad"}  # the offsets' own nodes, before
+
+
+@requires_gpu
+def test_torch_func_transforms_run_on_the_cuda_layer(monkeypatch):
+    """Under a torch.func transform the CUDA layer gives up its Triton node (which has
+    no rules for transforms) for torch's plain operations: jacrev runs and matches the
+    CPU layer's."""
+    monkeypatch.setattr(F, "USE_TRITON", "auto")  # 3 features take the kernels
+    torch.manual_seed(0)
+    layer = GMNM(3, 2, n_components=8, n_projections=2)
+    x = torch.randn(5, 3)
+
+    def jacobians(model, inputs):
+        per_sample = lambda x1: model(x1.unsqueeze(0)).squeeze(0)  # noqa: E731
+        return torch.func.vmap(torch.func.jacrev(per_sample))(inputs)
+
+    expected = jacobians(layer, x)
+    got = jacobians(copy.deepcopy(layer).cuda(), x.cuda())
+    torch.testing.assert_close(got.cpu(), expected, atol=1e-5, rtol=1e-4)
