@@ -182,6 +182,16 @@ def _use_triton(args) -> bool:
     )
 
 
+def _autocast_on(device_type: str) -> bool:
+    """Whether :func:`torch.autocast` is on for this device type."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type and answers for CUDA
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
+
+
 #: Whether a :mod:`torch.func` transform (``vmap``, ``grad``, ``jacrev``, ``jvp``,
 #: ``hessian``, ...) is running. The custom autograd nodes and the Triton nodes define
 #: no ``setup_context``, ``vmap`` or ``jvp`` rule, so under a transform the layer runs
@@ -424,7 +434,9 @@ def gmnm(
     node, a hand-written backward that keeps ``x``, ``h`` and, up to
     ``SAVE_PHI_MAX_ELEMENTS``, ``phi``; ``FUSED_MIN_ELEMENTS`` can send small inputs
     through plain autograd operations instead); inference always takes the plain
-    operations. All compute the same values. :func:`torch.compile` traces the torch forms: on a GPU the
+    operations, and so do :func:`torch.autocast` (with the responses in float32) and
+    the transforms of :mod:`torch.func`, for which the nodes define no rules. All
+    compute the same values. :func:`torch.compile` traces the torch forms: on a GPU the
     plain operations, which Inductor fuses, on the CPU the custom node.
 
     Parameters
@@ -469,13 +481,17 @@ def _path(args) -> str:
     """Which form :func:`gmnm` computes these (2-d) arguments in: "triton" (the Triton
     kernels), "plain" (operations left to autograd: inference, small inputs, and
     :func:`torch.compile` on a GPU), "functorch" (the plain operations without in-place
-    steps, under a :mod:`torch.func` transform) or "node" (the custom autograd node).
+    steps, under a :mod:`torch.func` transform), "autocast" (the plain operations with
+    the responses in float32, under :func:`torch.autocast`) or "node" (the custom
+    autograd node).
 
     ``args[2]`` may be the offsets or the centres: only its dtype, device and whether
     it requires a gradient are read.
     """
     if _functorch_transforms_active():
         return "functorch"
+    if _autocast_on(args[0].device.type):
+        return "autocast"
     if _use_triton(args):
         return "triton"
     x = args[0]
@@ -499,7 +515,22 @@ def _run(path, args):
         return _gmnm_autograd(*args)
     if path == "functorch":
         return _gmnm_out_of_place(*args)
+    if path == "autocast":
+        return _gmnm_autocast(*args)
     return _FusedGMNM.apply(*args)
+
+
+def _gmnm_autocast(x, weight, offset, mixture_weight, bias, n_projections):
+    """The plain operations under :func:`torch.autocast`. The custom nodes' backward
+    runs outside autocast and would mix its lower precision with float32; autograd
+    replays each operation's casts. As autocast runs ``exp`` in float32, the responses
+    are computed in float32 from the lower-precision projections; both matrix products
+    run in autocast's precision."""
+    h = torch.addmm(offset, x, weight.t())  # (N, k*m), autocast's dtype
+    if h.dtype in (torch.float16, torch.bfloat16):  # float64 stays float64
+        h = h.float()
+    phi = _gaussian_responses(h, n_projections)  # (N, m), float32 or float64
+    return torch.nn.functional.linear(phi, mixture_weight, bias)  # (N, out)
 
 
 def _gmnm_out_of_place(x, weight, offset, mixture_weight, bias, n_projections):

@@ -833,3 +833,43 @@ def test_vmap_over_a_batch_of_inputs_matches_the_batched_call():
     layer = GMNM(3, 2, n_components=5, n_projections=2)
     x = torch.randn(4, 7, 3)
     torch.testing.assert_close(torch.func.vmap(layer)(x), layer(x))
+
+
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_training_under_cpu_autocast_matches_float32(explicit_centers, monkeypatch):
+    """Under torch.autocast (here bfloat16 on the CPU) the layer trains through plain
+    operations, with autocast's precision in its matrix products and float32 responses:
+    its gradients are float32 and close to those of a float32 step. (The custom node's
+    backward runs outside autocast and failed on mixed dtypes.)"""
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)  # outside autocast: the node
+    torch.manual_seed(0)
+    layer = GMNM(
+        4, 3, n_components=16, n_projections=2, explicit_centers=explicit_centers
+    )
+    x = torch.randn(64, 4)
+    target = torch.randn(64, 3)
+
+    def grads(autocast):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = layer(x)
+        loss = torch.nn.functional.mse_loss(out.float(), target)
+        return out.dtype, torch.autograd.grad(loss, tuple(layer.parameters()))
+
+    dtype, low = grads(autocast=True)
+    dtype_ref, full = grads(autocast=False)
+    assert (dtype, dtype_ref) == (torch.bfloat16, torch.float32)
+    for got, expected in zip(low, full, strict=True):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(
+            got, expected, atol=2e-2 * expected.abs().max().item(), rtol=0
+        )
+
+
+def test_float64_under_autocast_stays_float64():
+    layer = GMNM(3, 2, n_components=8).double()
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    expected = layer(x)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, expected)

@@ -523,3 +523,30 @@ def test_torch_func_transforms_run_on_the_cuda_layer(monkeypatch):
     expected = jacobians(layer, x)
     got = jacobians(copy.deepcopy(layer).cuda(), x.cuda())
     torch.testing.assert_close(got.cpu(), expected, atol=1e-5, rtol=1e-4)
+
+
+@requires_gpu
+def test_training_under_cuda_autocast_matches_float32(monkeypatch):
+    """Under CUDA autocast (float16) the layer leaves the kernels and its custom node
+    for plain operations: a training step runs and its gradients are close to a float32
+    step's."""
+    monkeypatch.setattr(F, "USE_TRITON", "auto")
+    torch.manual_seed(0)
+    layer = GMNM(4, 3, n_components=16, n_projections=2).cuda()
+    x = torch.randn(256, 4, device="cuda")
+    target = torch.randn(256, 3, device="cuda")
+
+    def grads(autocast):
+        with torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
+            out = layer(x)
+        loss = torch.nn.functional.mse_loss(out.float(), target)
+        return out.dtype, torch.autograd.grad(loss, tuple(layer.parameters()))
+
+    dtype, low = grads(autocast=True)
+    _, full = grads(autocast=False)
+    assert dtype == torch.float16
+    for got, expected in zip(low, full, strict=True):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(
+            got, expected, atol=2e-2 * expected.abs().max().item(), rtol=0
+        )
