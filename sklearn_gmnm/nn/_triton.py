@@ -668,7 +668,7 @@ class TritonGMNMFromCenters(torch.autograd.Function):
     """:class:`TritonGMNM` with the offsets formed from explicit centres inside the
     node, as ``functional._FusedGMNMFromCenters`` does for torch's node: the offsets'
     five operations are not recorded by autograd, and their gradient reaches the
-    projections and centres through two small operations in this node's backward."""
+    projections and centres through four small operations in this node's backward."""
 
     @staticmethod
     def forward(ctx, x, weight, centers, mixture_weight, bias, n_projections):
