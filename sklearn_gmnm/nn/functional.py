@@ -203,6 +203,13 @@ _functorch_transforms_active = getattr(
 )
 
 
+def _forward_ad_active() -> bool:
+    """Whether forward-mode differentiation (:mod:`torch.autograd.forward_ad`, inside
+    ``dual_level()``) is on: the custom nodes define no ``jvp``, the plain operations
+    do. The level is torch's module variable, -1 outside every ``dual_level()``."""
+    return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
+
+
 def _leave_to_inductor(x: Tensor) -> bool:
     """Whether :func:`torch.compile` is tracing a GPU layer: then :func:`gmnm` gives it
     the plain operations rather than the custom node, and Inductor fuses them and
@@ -434,9 +441,9 @@ def gmnm(
     node, a hand-written backward that keeps ``x``, ``h`` and, up to
     ``SAVE_PHI_MAX_ELEMENTS``, ``phi``; ``FUSED_MIN_ELEMENTS`` can send small inputs
     through plain autograd operations instead); inference always takes the plain
-    operations, and so do :func:`torch.autocast` (with the responses in float32) and
-    the transforms of :mod:`torch.func`, for which the nodes define no rules. All
-    compute the same values. :func:`torch.compile` traces the torch forms: on a GPU the
+    operations, and so do :func:`torch.autocast` (with the responses in float32), the
+    transforms of :mod:`torch.func` and forward-mode differentiation, for which the
+    nodes define no rules. All compute the same values. :func:`torch.compile` traces the torch forms: on a GPU the
     plain operations, which Inductor fuses, on the CPU the custom node.
 
     Parameters
@@ -480,16 +487,17 @@ def gmnm(
 def _path(args) -> str:
     """Which form :func:`gmnm` computes these (2-d) arguments in: "triton" (the Triton
     kernels), "plain" (operations left to autograd: inference, small inputs, and
-    :func:`torch.compile` on a GPU), "functorch" (the plain operations without in-place
-    steps, under a :mod:`torch.func` transform), "autocast" (the plain operations with
+    :func:`torch.compile` on a GPU), "transform" (the plain operations without in-place
+    steps, under a :mod:`torch.func` transform or forward-mode automatic
+    differentiation), "autocast" (the plain operations with
     the responses in float32, under :func:`torch.autocast`) or "node" (the custom
     autograd node).
 
     ``args[2]`` may be the offsets or the centres: only its dtype, device and whether
     it requires a gradient are read.
     """
-    if _functorch_transforms_active():
-        return "functorch"
+    if _functorch_transforms_active() or _forward_ad_active():
+        return "transform"
     if _autocast_on(args[0].device.type):
         return "autocast"
     if _use_triton(args):
@@ -513,7 +521,7 @@ def _run(path, args):
         return _triton.TritonGMNM.apply(*args)
     if path == "plain":
         return _gmnm_autograd(*args)
-    if path == "functorch":
+    if path == "transform":
         return _gmnm_out_of_place(*args)
     if path == "autocast":
         return _gmnm_autocast(*args)
@@ -534,9 +542,10 @@ def _gmnm_autocast(x, weight, offset, mixture_weight, bias, n_projections):
 
 
 def _gmnm_out_of_place(x, weight, offset, mixture_weight, bias, n_projections):
-    """The plain operations with no in-place step, for :mod:`torch.func` transforms:
-    ``vmap`` has no batching rule for the in-place ``addcmul_`` and ``clamp_`` of
-    :func:`_gaussian_responses` and would loop over the batch, with a warning."""
+    """The plain operations with no in-place step, for :mod:`torch.func` transforms
+    and forward-mode differentiation: ``vmap`` has no batching rule for the in-place
+    ``addcmul_`` and ``clamp_`` of :func:`_gaussian_responses` and would loop over the
+    batch, with a warning."""
     phi = gmnm_basis(x, weight, offset, n_projections)  # (N, m)
     return torch.nn.functional.linear(phi, mixture_weight, bias)  # (N, out)
 

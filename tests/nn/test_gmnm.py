@@ -873,3 +873,25 @@ def test_float64_under_autocast_stays_float64():
     expected = layer(x)
     assert out.dtype == torch.float64
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_forward_mode_differentiation_matches_reverse_mode(
+    explicit_centers, monkeypatch
+):
+    """torch.autograd.forward_ad (dual tensors): the custom node has no jvp, so inside
+    a dual level the layer runs its plain operations; the tangent is the Jacobian-vector
+    product that reverse mode gives through the node."""
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)
+    torch.manual_seed(0)
+    layer = GMNM(
+        3, 2, n_components=8, n_projections=2, explicit_centers=explicit_centers
+    ).double()
+    x = torch.randn(6, 3, dtype=torch.float64)
+    tangent = torch.randn(6, 3, dtype=torch.float64)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x, tangent)
+        out, jvp = torch.autograd.forward_ad.unpack_dual(layer(dual))
+    _, jvp_ref = torch.autograd.functional.jvp(layer, (x,), (tangent,))
+    torch.testing.assert_close(out, layer(x))
+    torch.testing.assert_close(jvp, jvp_ref)
