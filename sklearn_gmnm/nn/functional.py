@@ -443,8 +443,9 @@ def gmnm(
     through plain autograd operations instead); inference always takes the plain
     operations, and so do :func:`torch.autocast` (with the responses in float32), the
     transforms of :mod:`torch.func` and forward-mode differentiation, for which the
-    nodes define no rules. All compute the same values. :func:`torch.compile` traces the torch forms: on a GPU the
-    plain operations, which Inductor fuses, on the CPU the custom node.
+    nodes define no rules. All compute the same values. :func:`torch.compile` traces
+    the torch forms: on a GPU the plain operations, which Inductor fuses, on the CPU the
+    custom node.
 
     Parameters
     ----------
@@ -531,9 +532,9 @@ def _run(path, args):
 def _gmnm_autocast(x, weight, offset, mixture_weight, bias, n_projections):
     """The plain operations under :func:`torch.autocast`. The custom nodes' backward
     runs outside autocast and would mix its lower precision with float32; autograd
-    replays each operation's casts. As autocast runs ``exp`` in float32, the responses
-    are computed in float32 from the lower-precision projections; both matrix products
-    run in autocast's precision."""
+    replays each operation's casts. The responses are computed in float32 from the
+    lower-precision projections (as CUDA autocast does for ``exp``); both matrix
+    products run in autocast's precision."""
     h = torch.addmm(offset, x, weight.t())  # (N, k*m), autocast's dtype
     if h.dtype in (torch.float16, torch.bfloat16):  # float64 stays float64
         h = h.float()
@@ -562,7 +563,8 @@ def gmnm_from_centers(
 
     The same as ``gmnm(x, weight, gaussian_offsets(weight, centers, n_projections),
     mixture_weight, bias, n_projections)``, which it computes where :func:`gmnm` would
-    take the plain operations (inference, :func:`torch.compile` on a GPU). Where
+    take plain operations (inference, autocast, :mod:`torch.func` transforms,
+    :func:`torch.compile` on a GPU). Where
     :func:`gmnm` would take its custom autograd node or the Triton kernels, a node of
     their own forms the offsets inside and carries their gradient to ``weight`` and
     ``centers`` itself: autograd then records one node rather than six. On 2 CPU cores
