@@ -771,6 +771,15 @@ def gaussian_kernel_attention(
                 ~attn_mask, float("-inf")
             )
         key_score = key_score + attn_mask  # (..., L, S)
+    if _functorch_transforms_active():
+        # Under vmap, torch's batching rule sends scaled_dot_product_attention to a
+        # fused CPU kernel that refuses a score (attn_mask) with a gradient: the same
+        # attention in plain operations.
+        scores = (query / temperature) @ key.transpose(-2, -1) + key_score
+        weights = scores.softmax(-1)
+        if dropout_p > 0:
+            weights = torch.nn.functional.dropout(weights, dropout_p)
+        return weights @ value
     return torch.nn.functional.scaled_dot_product_attention(
         query / temperature,
         key,

@@ -466,3 +466,36 @@ def test_gaussian_kernel_attention_gradcheck():
     temperature = torch.tensor([0.7, 2.0], dtype=torch.float64).view(2, 1, 1)
     temperature.requires_grad_(True)
     assert torch.autograd.gradcheck(F.gaussian_kernel_attention, (q, k, v, temperature))
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+@pytest.mark.parametrize("masked", [False, True])
+def test_gaussian_attention_under_vmap_and_per_sample_gradients(masked):
+    """Under vmap torch sends scaled_dot_product_attention to a CPU kernel that
+    refuses a score with a gradient; the attention then runs in plain operations: the
+    batched call's output, and per-sample gradients (vmap of grad) that sum to the
+    batch's gradient."""
+    torch.manual_seed(0)
+    attention = GaussianKernelAttention(8, num_heads=2).double()
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    mask = torch.ones(5, 5, dtype=torch.bool).tril() if masked else None
+
+    def run(params, sample):
+        out = torch.func.functional_call(
+            attention, params, (sample.unsqueeze(0),), {"attn_mask": mask}
+        )
+        return out.squeeze(0)
+
+    params = {name: p.detach() for name, p in attention.named_parameters()}
+    batched = torch.func.vmap(run, in_dims=(None, 0))(params, x)
+    torch.testing.assert_close(batched, attention(x, attn_mask=mask))
+
+    def loss(params, sample):
+        return run(params, sample).square().sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x)
+    total = torch.autograd.grad(
+        attention(x, attn_mask=mask).square().sum(), tuple(attention.parameters())
+    )
+    for (name, grads), expected in zip(per_sample.items(), total, strict=True):
+        torch.testing.assert_close(grads.sum(0), expected, msg=name)
