@@ -575,8 +575,19 @@ def gmnm_from_centers(
 
     Parameters
     ----------
+    x : Tensor of shape (..., in_features)
+        Input; any number of leading dimensions.
+    weight : Tensor of shape (k * m, in_features)
+        The projection matrices, projection-major: ``weight.view(k, m, d)[:, i]`` is
+        ``A_i``.
     centers : Tensor of shape (m, in_features)
-        The Gaussian centres ``mu_i``. The other parameters are those of :func:`gmnm`.
+        The Gaussian centres ``mu_i``.
+    mixture_weight : Tensor of shape (out_features, m)
+        The unconstrained mixture weights ``Pi``.
+    bias : Tensor of shape (out_features,), default=None
+        Output bias.
+    n_projections : int, default=1
+        k, the number of projections per Gaussian.
 
     Returns
     -------
