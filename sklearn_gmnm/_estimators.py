@@ -69,7 +69,14 @@ DIVERGENCE_MIN_LOSS = 1e-2
 def _resolve_device(device):
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+    try:
+        device_type = torch.device(device).type
+    except RuntimeError as error:  # torch's message doesn't name the parameter
+        raise ValueError(
+            f"device={device!r} is not a torch device: use 'cpu', 'cuda', 'cuda:1' "
+            f"or 'auto'. ({error})"
+        ) from None
+    if device_type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was requested, but CUDA is not available on this "
             "machine. Use device='cpu' or device='auto'."

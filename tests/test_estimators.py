@@ -103,6 +103,12 @@ def test_each_bad_value_names_its_parameter(Estimator, classification_data):
                 Estimator(max_iter=1, **{name: value}).fit(X[:20], y[:20])
 
 
+def test_an_unknown_device_is_a_clear_error(classification_data):
+    X, y = classification_data
+    with pytest.raises(ValueError, match="device='tpu' is not a torch device"):
+        GMNMClassifier(device="tpu", max_iter=1).fit(X, y)
+
+
 def test_cuda_without_a_gpu_is_a_clear_error(classification_data):
     import torch
 

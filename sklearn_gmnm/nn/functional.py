@@ -393,7 +393,8 @@ def _gmnm_torch_backward(
     # sign goes on the small (out, m) matrix rather than on an (N, m) tensor.
     scale = (grad_out @ mixture_weight.neg()).mul_(phi)  # (N, m)
     del phi  # free it before grad_h is allocated: a lower peak of memory
-    grad_h = (h.view(n, k, -1) * scale.unsqueeze(1)).view(n, -1)  # (N, k*m)
+    # explicit sizes, not -1: a view of an empty batch (N = 0) can't infer them
+    grad_h = (h.view(n, k, scale.shape[1]) * scale.unsqueeze(1)).view_as(h)  # (N, k*m)
     del scale
 
     # Both GEMMs are skinny when in_features is small; these operand orders are the

@@ -45,8 +45,18 @@ def test_output_shape(shape, explicit_centers):
     assert out.shape == (*shape[:-1], 2)
 
 
-def test_zero_rows():
-    assert GMNM(3, 2)(torch.randn(0, 3)).shape == (0, 2)
+@pytest.mark.parametrize("explicit_centers", [True, False])
+@pytest.mark.parametrize("shape", [(0, 3), (4, 0, 3)])
+def test_zero_rows_train(shape, explicit_centers, path):
+    # an empty batch (a mask that selects no row) trains like nn.Linear: zero gradients
+    layer = GMNM(3, 2, n_components=6, explicit_centers=explicit_centers)
+    x = torch.randn(*shape, requires_grad=True)
+    out = layer(x)
+    assert out.shape == (*shape[:-1], 2)
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+    for name, parameter in layer.named_parameters():
+        assert torch.equal(parameter.grad, torch.zeros_like(parameter)), name
 
 
 def test_bad_last_dimension_is_a_value_error():
