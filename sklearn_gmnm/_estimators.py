@@ -66,6 +66,15 @@ DIVERGENCE_NO_BETTER = 0.9
 DIVERGENCE_MIN_LOSS = 1e-2
 
 
+#: The dtype a network computes in, by the name its configuration keeps.
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _valid_batch_size(batch_size):
+    """Rows per batch when scoring the validation split: no gradients, so more."""
+    return max(batch_size, 4096)
+
+
 def _resolve_device(device):
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -239,7 +248,11 @@ class BaseGMNM(BaseEstimator):
         if not sample_weight.sum() > 0:
             raise ValueError("sample_weight sums to zero: there is nothing to fit.")
         # Computations use X's dtype, as scikit-learn's MLP does: float32 stays float32.
-        dtype = torch.float64 if X.dtype == np.float64 else torch.float32
+        # A network trained further keeps the dtype of its first fit.
+        if first_call:
+            dtype = torch.float64 if X.dtype == np.float64 else torch.float32
+        else:
+            dtype = _DTYPES[self._net_config["dtype"]]
         y_train = self._encode_targets(
             y, sample_weight, dtype, first_call=first_call, classes=classes
         )
@@ -264,7 +277,9 @@ class BaseGMNM(BaseEstimator):
                     incremental,
                 )
             else:
-                net, config = self.net_, self._net_config
+                net, config = self._continued_net(
+                    len(X), hidden_layer_sizes, device, incremental
+                )
             if net.device != device:
                 net.set_params(device=device)
             net.alpha = self.alpha
@@ -374,30 +389,14 @@ class BaseGMNM(BaseEstimator):
             x_mean, x_scale = scaler.mean_, scaler.scale_
         else:
             x_mean, x_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
-        n_samples = X.shape[0]
-        batch_size = (
-            min(200, n_samples)
-            if self.batch_size == "auto"
-            else min(self.batch_size, n_samples)
-        )
         # Plain values only: this is what a saved model keeps (see __getstate__).
         config = {
             "x_mean": np.asarray(x_mean, dtype=np.float64),
             "x_scale": np.asarray(x_scale, dtype=np.float64),
             "dtype": "float64" if dtype == torch.float64 else "float32",
             "n_outputs": int(self.n_outputs_),
-            "hidden_layer_sizes": tuple(hidden_layer_sizes),
-            "n_components": int(self.n_components),
-            "n_projections": int(self.n_projections),
-            "embedding_dim": self.embedding_dim,
-            "learning_rate_init": float(self.learning_rate_init),
-            "max_iter": int(self.max_iter),
-            "batch_size": int(batch_size),
-            "early_stopping": bool(self.early_stopping and not incremental),
-            "validation_fraction": float(self.validation_fraction),
-            "tol": float(self.tol),
-            "n_iter_no_change": int(self.n_iter_no_change),
-            "verbose": int(self.verbose),
+            **self._network_shape(hidden_layer_sizes),
+            **self._training_config(X.shape[0], incremental),
             "seed": int(seed),
         }
         net = self._make_net(config, device)
@@ -407,9 +406,91 @@ class BaseGMNM(BaseEstimator):
             )
         return net, config
 
+    def _network_shape(self, hidden_layer_sizes):
+        """The parameters that shape the network: fixed once it is built."""
+        return {
+            "hidden_layer_sizes": tuple(hidden_layer_sizes),
+            "n_components": int(self.n_components),
+            "n_projections": int(self.n_projections),
+            "embedding_dim": self.embedding_dim,
+            "standardize": bool(self.standardize),
+        }
+
+    def _training_config(self, n_samples, incremental):
+        """The parameters of training, which every fit and partial_fit applies anew."""
+        batch_size = 200 if self.batch_size == "auto" else self.batch_size
+        return {
+            "learning_rate_init": float(self.learning_rate_init),
+            "max_iter": int(self.max_iter),
+            "batch_size": int(min(batch_size, n_samples)),
+            "early_stopping": bool(self.early_stopping and not incremental),
+            "validation_fraction": float(self.validation_fraction),
+            "tol": float(self.tol),
+            "n_iter_no_change": int(self.n_iter_no_change),
+            "verbose": int(self.verbose),
+        }
+
+    def _continued_net(self, n_samples, hidden_layer_sizes, device, incremental):
+        """The fitted net and its configuration, to train further (``warm_start=True``
+        or ``partial_fit``) with this call's training parameters.
+
+        The parameters that shape the network can't change: a change is an error, not
+        a fit of the old network under new names. Training parameters
+        (``learning_rate_init``, ``batch_size``, ``early_stopping``, ``tol``, ...) take
+        their current values, as in scikit-learn's MLP; the weights, Adam's state and
+        the history carry over.
+        """
+        config = self._net_config
+        shape = self._network_shape(hidden_layer_sizes)
+        changed = [
+            f"{name}={config[name]!r} (now {value!r})"
+            for name, value in shape.items()
+            if name in config  # models saved before "standardize" was recorded
+            and config[name] != value
+        ]
+        if changed:
+            how = "partial_fit" if incremental else "fit with warm_start=True"
+            raise ValueError(
+                f"{how} trains the fitted network further, which was built with "
+                f"{', '.join(changed)}. Set these back, or fit a new network (a fit "
+                "with warm_start=False)."
+            )
+        training = self._training_config(n_samples, incremental)
+        new_config = {**config, **training}
+        net = self.net_
+        if (
+            training["early_stopping"] != config["early_stopping"]
+            or training["validation_fraction"] != config["validation_fraction"]
+            or (training["verbose"] >= 2) != (config["verbose"] >= 2)
+        ):
+            # other callbacks or another validation split: a new net, the same state
+            state = _persistence.export_network(net)
+            with torch.random.fork_rng(devices=[]):  # building draws random weights
+                net = self._make_net(new_config, device)
+            _persistence.load_network_state(
+                net,
+                state,
+                # the stopping rule's counters track another score now
+                convergence=training["early_stopping"] == config["early_stopping"],
+            )
+        net.set_params(  # lr: into Adam's parameter groups, keeping its state
+            lr=training["learning_rate_init"],
+            batch_size=training["batch_size"],
+            max_epochs=training["max_iter"],
+            verbose=training["verbose"],
+        )
+        # set as set_params would, which refuses it on an initialised net (it
+        # re-initialises a component for such parameters, and this one has none)
+        net.iterator_valid__batch_size = _valid_batch_size(training["batch_size"])
+        convergence = dict(net.callbacks_)["convergence"]
+        convergence.tol = training["tol"]
+        convergence.n_iter_no_change = training["n_iter_no_change"]
+        convergence.learning_rate = training["learning_rate_init"]
+        return net, new_config
+
     def _make_net(self, config, device):
         """The initialised skorch net that ``config`` (from :meth:`_build_net`) describes."""
-        dtype = torch.float64 if config["dtype"] == "float64" else torch.float32
+        dtype = _DTYPES[config["dtype"]]
         early_stopping = config["early_stopping"]
         callbacks = [
             (
@@ -467,7 +548,7 @@ class BaseGMNM(BaseEstimator):
             iterator_train=_net.BatchIterator,
             iterator_train__shuffle=True,
             iterator_valid=_net.BatchIterator,
-            iterator_valid__batch_size=max(batch_size, 4096),
+            iterator_valid__batch_size=_valid_batch_size(batch_size),
             train_split=train_split,
             callbacks=callbacks,
             predict_nonlinearity=None,
@@ -506,7 +587,12 @@ class BaseGMNM(BaseEstimator):
         )
         self.best_loss_ = None if self.early_stopping else float(min(self.loss_curve_))
         if self.early_stopping and not incremental:
-            self.validation_scores_ = [float(epoch["valid_score"]) for epoch in history]
+            # a warm start may follow a fit without early stopping
+            self.validation_scores_ = [
+                float(epoch["valid_score"])
+                for epoch in history
+                if "valid_score" in epoch
+            ]
             self.best_validation_score_ = float(max(self.validation_scores_))
         else:
             self.validation_scores_ = None
@@ -701,7 +787,12 @@ class GMNMRegressor(RegressorMixin, BaseGMNM):
     n_iter_no_change : int, default=10
         Epochs without an improvement of ``tol`` before training stops.
     warm_start : bool, default=False
-        Continue from the previous fit's weights instead of starting afresh.
+        Continue from the previous fit's weights (and Adam's state) instead of
+        starting afresh. The parameters that shape the network (``hidden_layer_sizes``,
+        ``n_components``, ``n_projections``, ``embedding_dim``, ``standardize``) must
+        stay as they were, or fit raises a ValueError; training parameters
+        (``learning_rate_init``, ``batch_size``, ``max_iter``, ``early_stopping``,
+        ``tol``, ...) take their current values.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling and the validation split. An int gives
         identical predictions on the CPU fit after fit.
@@ -811,7 +902,10 @@ class GMNMRegressor(RegressorMixin, BaseGMNM):
     def partial_fit(self, X, y, sample_weight=None):
         """Train for one epoch on (X, y), continuing from the current weights.
 
-        The first call sets the input and target standardisation from its data.
+        The first call sets the input and target standardisation from its data. Later
+        calls take the current training parameters (``learning_rate_init``,
+        ``batch_size``, ...); the network's shape must stay as it was (see
+        ``warm_start``).
 
         Parameters
         ----------
@@ -897,7 +991,12 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
     n_iter_no_change : int, default=10
         Epochs without an improvement of ``tol`` before training stops.
     warm_start : bool, default=False
-        Continue from the previous fit's weights instead of starting afresh.
+        Continue from the previous fit's weights (and Adam's state) instead of
+        starting afresh. The parameters that shape the network (``hidden_layer_sizes``,
+        ``n_components``, ``n_projections``, ``embedding_dim``, ``standardize``) must
+        stay as they were, or fit raises a ValueError; training parameters
+        (``learning_rate_init``, ``batch_size``, ``max_iter``, ``early_stopping``,
+        ``tol``, ...) take their current values.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling and the validation split.
     verbose : int, default=0
@@ -1109,6 +1208,10 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch on (X, y), continuing from the current weights.
+
+        Later calls take the current training parameters (``learning_rate_init``,
+        ``batch_size``, ...); the network's shape must stay as it was (see
+        ``warm_start``).
 
         Parameters
         ----------

@@ -115,6 +115,14 @@ def import_network(estimator, state):
         device = "cpu"
     with torch.random.fork_rng(devices=[]):  # building draws random weights
         net = estimator._make_net(estimator._net_config, device)
+    load_network_state(net, state)
+    return net
+
+
+def load_network_state(net, state, convergence=True):
+    """Load :func:`export_network`'s output into ``net``, a freshly built net of the
+    same shape: weights, Adam's state, history, L2 settings and, with
+    ``convergence``, the stopping rule's counters."""
     module_state = {key: torch.as_tensor(v) for key, v in state["module"].items()}
     net.module_.load_state_dict(module_state)
     optimizer = state["optimizer"]
@@ -132,12 +140,16 @@ def import_network(estimator, state):
     for group, value in zip(net.optimizer_.param_groups, fused, strict=True):
         group["fused"] = value
     net.history = History(state["history"])
-    convergence = dict(net.callbacks_)["convergence"]
-    convergence.best_ = state["convergence"]["best"]
-    convergence.misses_ = state["convergence"]["misses"]
-    convergence.converged_ = state["convergence"]["converged"]
+    net.alpha = state["alpha"]
+    net.mean_weight = state["mean_weight"]
+    if not convergence:
+        return
+    rule = dict(net.callbacks_)["convergence"]
+    rule.best_ = state["convergence"]["best"]
+    rule.misses_ = state["convergence"]["misses"]
+    rule.converged_ = state["convergence"]["converged"]
     best_state = state["convergence"]["best_state"]
-    convergence.best_state_ = (
+    rule.best_state_ = (
         None
         if best_state is None
         else {
@@ -145,6 +157,3 @@ def import_network(estimator, state):
             for key, value in best_state.items()
         }
     )
-    net.alpha = state["alpha"]
-    net.mean_weight = state["mean_weight"]
-    return net

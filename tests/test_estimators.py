@@ -417,6 +417,66 @@ def test_partial_fit_learns(regression_data, classification_data):
         clf.partial_fit(X, np.full(len(X), 7))
 
 
+def test_training_further_takes_the_current_training_parameters(regression_data):
+    X, y = regression_data
+    est = GMNMRegressor(random_state=0).partial_fit(X[:50], y[:50])
+    assert est.net_.batch_size == 50  # "auto": min(200, rows)
+    steps = est.net_.optimizer_.state_dict()["state"][0]["step"].item()
+    est.set_params(learning_rate_init=1e-2)
+    est.partial_fit(X, y)
+    optimizer = est.net_.optimizer_
+    assert optimizer.param_groups[0]["lr"] == 1e-2
+    assert est.net_.batch_size == 200
+    assert optimizer.state_dict()["state"][0]["step"].item() == steps + 1  # Adam's
+    # state carried over: 200 rows in one batch
+
+    est = GMNMRegressor(max_iter=3, warm_start=True, random_state=0).fit(X, y)
+    est.set_params(batch_size=32, early_stopping=True, max_iter=4, tol=0.5)
+    est.fit(X, y)
+    assert est.n_iter_ == 7 and est.net_.batch_size == 32
+    assert len(est.validation_scores_) == 4  # the epochs that had a validation split
+    assert dict(est.net_.callbacks_)["convergence"].tol == 0.5
+    est.set_params(early_stopping=False, verbose=2)
+    est.fit(X, y)
+    assert est.validation_scores_ is None and est.best_loss_ is not None
+    assert "progress_bar" in dict(est.net_.callbacks_)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n_components": 8},
+        {"n_projections": 2},
+        {"hidden_layer_sizes": (8,)},
+        {"embedding_dim": 3},
+        {"standardize": False},
+    ],
+)
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
+def test_training_further_refuses_another_network_shape(regression_data, change, how):
+    X, y = regression_data
+    est = GMNMRegressor(max_iter=2, warm_start=True, random_state=0).fit(X, y)
+    before = est.predict(X)
+    est.set_params(**change)
+    name = next(iter(change))
+    with pytest.raises(ValueError, match=f"built with {name}="):
+        if how == "warm_start":
+            est.fit(X, y)
+        else:
+            est.partial_fit(X, y)
+    np.testing.assert_array_equal(est.predict(X), before)  # the model is untouched
+    est.set_params(warm_start=False).fit(X, y)  # a new network of the new shape
+    assert est.get_params()[name] == change[name]
+
+
+def test_training_further_keeps_the_networks_dtype(regression_data):
+    X, y = regression_data
+    est = GMNMRegressor(max_iter=2, warm_start=True, random_state=0).fit(X, y)
+    est.fit(X.astype(np.float32), y)
+    assert est.net_.module_.x_mean.dtype == torch.float64
+    assert est.n_iter_ == 4
+
+
 def test_sample_weight_changes_the_fit(regression_data):
     X, y = regression_data
     w = np.ones(len(y))
