@@ -361,6 +361,8 @@ class GMNM(nn.Module):
             raise ValueError(
                 "X contains NaN or infinity; clean it before init_from_data."
             )
+        if len(X) == 0:
+            raise ValueError("X has no rows: no data to place Gaussians on.")
         if sample_weight is None:
             w = np.ones(len(X))
         else:

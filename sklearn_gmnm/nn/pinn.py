@@ -138,19 +138,39 @@ def fit_pinn(
     for step in range(1, max_iter + 1):
         optimizer.zero_grad()
         r = residual(model, interior)  # (N, 1)
+        predicted = model(boundary)  # (M, 1)
+        if step == 1:
+            _check_shapes(r, interior, predicted, boundary_values)
         loss = (
             r.square().mean()
-            + boundary_weight * (model(boundary) - boundary_values).square().mean()
+            + boundary_weight * (predicted - boundary_values).square().mean()
         )
+        value = loss.item()
+        if not math.isfinite(value):  # before the step: the weights stay finite
+            raise FloatingPointError(
+                f"The PINN loss became {value} at step {step}; the model keeps the "
+                f"weights it had then. Lower learning_rate (now {learning_rate}) or "
+                "check the residual function."
+            )
         loss.backward()
         optimizer.step()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"The PINN loss became {value} at step {step}; lower learning_rate "
-                f"(now {learning_rate}) or check the residual function."
-            )
         losses.append(value)
         if callback is not None and callback(step, value):
             break
     return losses
+
+
+def _check_shapes(r, interior, predicted, boundary_values):
+    """Refuse shapes that would broadcast into a wrong loss: (M, 1) predictions minus
+    (M,) values is an (M, M) matrix, a loss that trains without an error."""
+    if r.dim() == 0 or r.shape[0] != interior.shape[0]:
+        raise ValueError(
+            f"residual returned shape {tuple(r.shape)} for {interior.shape[0]} "
+            "interior points: it must give one row per point, shape (N, 1)."
+        )
+    if predicted.shape != boundary_values.shape:
+        raise ValueError(
+            f"boundary_values has shape {tuple(boundary_values.shape)}, but the model "
+            f"gives shape {tuple(predicted.shape)} at the boundary points: pass one "
+            "row per point (for one output, boundary_values.reshape(-1, 1))."
+        )

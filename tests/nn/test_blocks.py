@@ -378,6 +378,44 @@ def test_fit_pinn_stops_on_callback_and_reports_divergence():
         fit_pinn(model, residual, x, boundary, torch.zeros(2, 1))
 
 
+def test_fit_pinn_keeps_finite_weights_when_the_loss_diverges():
+    model = GMNMMLP(1, 1, n_components=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(8, 1)
+    with pytest.raises(FloatingPointError, match="keeps the weights"):
+        fit_pinn(
+            model,
+            lambda model, p: model(p) * float("inf"),
+            x,
+            torch.zeros(1, 1),
+            torch.zeros(1, 1),
+            max_iter=5,
+        )
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_fit_pinn_refuses_shapes_that_would_broadcast():
+    # (2, 1) predictions minus (2,) values is a (2, 2) matrix: a wrong loss that trains
+    model = GMNMMLP(1, 1, n_components=4)
+    x = torch.rand(8, 1)
+    boundary = torch.tensor([[0.0], [1.0]])
+
+    def residual(model, p):
+        return laplacian(model(p), p)
+
+    with pytest.raises(ValueError, match=r"boundary_values has shape \(2,\)"):
+        fit_pinn(model, residual, x, boundary, torch.zeros(2))
+    with pytest.raises(ValueError, match="residual returned shape"):
+        fit_pinn(
+            model,
+            lambda model, p: residual(model, p).mean(),
+            x,
+            boundary,
+            torch.zeros(2, 1),
+        )
+
+
 # ----------------------------------------------------------------------------- GPU
 
 

@@ -330,6 +330,10 @@ def test_data_aware_init_rejects_bad_input():
         layer.init_from_data(np.zeros((10, 2)), method="grid")
     with pytest.raises(ValueError, match="boundary"):
         layer.init_from_data(np.zeros((10, 2)), boundary="wrap")
+    with pytest.raises(ValueError, match="no rows"):
+        layer.init_from_data(np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="sums to zero"):
+        layer.init_from_data(np.zeros((3, 2)), sample_weight=np.zeros(3))
 
 
 def test_layer_learns_a_bump():
