@@ -138,6 +138,10 @@ def run(tasks, folds, random_state, plot_path):
             splitter = (KFold if task == "regression" else StratifiedKFold)(
                 folds, shuffle=True, random_state=random_state
             )
+            try:  # too few rows (or members of a class) for the folds
+                next(splitter.split(X, y))
+            except ValueError as exc:
+                raise UsageError(f"--folds {folds} on {name}: {exc}") from exc
             for model_name, model in candidates(task, X, random_state).items():
                 bar.set_postfix_str(f"{name}: {model_name}")
                 start = time.perf_counter()

@@ -66,6 +66,10 @@ def test_csv_end_to_end(mixed_csv, tmp_path, capsys, target, task, metric):
         (["--csv", "{csv}", "--target", "colour"], "no column 'colour'"),
         (["--csv", "{csv}"], "go together"),
         (["--folds", "1"], "at least 2"),
+        # 89 rows with a target: more folds than rows (regression), or than the
+        # members of every class (classification)
+        (["--csv", "{csv}", "--target", "price", "--folds", "90"], "--folds 90"),
+        (["--csv", "{csv}", "--target", "sold", "--folds", "60"], "--folds 60"),
     ],
 )
 def test_clear_errors(mixed_csv, capsys, argv, message):
