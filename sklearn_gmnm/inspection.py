@@ -12,9 +12,15 @@ def _as_numpy_gaussians(model):
     """``gaussians()`` of an estimator or a :class:`~sklearn_gmnm.nn.GMNM` layer, as
     numpy arrays."""
     if not hasattr(model, "gaussians"):
+        hint = ""
+        if hasattr(model, "steps"):
+            hint = (
+                " For a Pipeline, pass its last step (pipeline[-1]): its Gaussians "
+                "are in the units of the features that step receives."
+            )
         raise TypeError(
             f"plot_gaussians needs a fitted GMNMRegressor, GMNMClassifier or an "
-            f"nn.GMNM layer, got {type(model).__name__}."
+            f"nn.GMNM layer, got {type(model).__name__}.{hint}"
         )
     gaussians = model.gaussians()
     return {
@@ -98,6 +104,12 @@ def plot_gaussians(model, features=(0, 1), *, output=0, n_std=1.0, ax=None):
         raise ValueError(
             f"features must be two different indices below {n_features}, got "
             f"{features!r}."
+        )
+    n_outputs = g["mixture_weights"].shape[0]
+    if isinstance(output, bool) or not 0 <= output < n_outputs:
+        raise ValueError(
+            f"output must be an index below the model's {n_outputs} output(s), got "
+            f"{output!r}."
         )
     weights = g["mixture_weights"][output]
     if ax is None:

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from sklearn_gmnm import GMNMClassifier, GMNMRegressor
 from sklearn_gmnm.nn import GMNM
@@ -112,6 +114,10 @@ def test_plot_gaussians_draws_one_ellipse_per_gaussian(bumps):
         plot_gaussians(est, features=(0, 0))
     with pytest.raises(TypeError, match="fitted GMNMRegressor"):
         plot_gaussians(object())
+    with pytest.raises(ValueError, match="output must be an index below"):
+        plot_gaussians(est, output=1)  # one output
+    with pytest.raises(TypeError, match=r"pipeline\[-1\]"):
+        plot_gaussians(make_pipeline(StandardScaler(), est))
 
 
 def test_plot_gaussians_without_matplotlib_says_what_to_install(bumps, monkeypatch):
