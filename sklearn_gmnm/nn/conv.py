@@ -273,6 +273,7 @@ class GMNMConvNet(nn.Module):
             width = out_width
         self.features = nn.Sequential(*blocks, nn.Flatten(), nn.Dropout(dropout))
         height, width_px = _pair(image_size, "image_size")
+        self.image_size = (height, width_px)
         for _ in channels:  # each block halves the image (rounding up)
             height, width_px = -(-height // 2), -(-width_px // 2)
         flat = width * height * width_px
@@ -290,4 +291,10 @@ class GMNMConvNet(nn.Module):
             )
 
     def forward(self, input: Tensor) -> Tensor:
+        # the head's width follows from image_size: say so rather than fail in a GEMM
+        if input.dim() != 4 or tuple(input.shape[-2:]) != self.image_size:
+            raise ValueError(
+                f"Expected images of shape (N, C, H, W) with (H, W) = image_size="
+                f"{self.image_size}, got shape {tuple(input.shape)}."
+            )
         return self.head(self.features(input))

@@ -258,6 +258,9 @@ class GMNMTransformerBlock(nn.Module):
             raise ValueError(
                 f"attention must be 'dot' or 'gaussian', got {attention!r}."
             )
+        _check_positive_int(nhead, "nhead")
+        if d_model % nhead:  # nn.MultiheadAttention would fail an assert
+            raise ValueError(f"nhead={nhead} does not divide d_model={d_model}.")
         factory_kwargs = {"device": device, "dtype": dtype}
         self.feedforward_kind = feedforward
         self.attention_kind = attention

@@ -127,6 +127,9 @@ def test_conv_net_odd_image_size_and_bad_placement():
     assert net(torch.randn(2, 3, 7, 5)).shape == (2, 2)
     with pytest.raises(ValueError, match="placement"):
         GMNMConvNet(1, 10, placement="everywhere")
+    # the head's width follows from image_size: other images are refused by name
+    with pytest.raises(ValueError, match=r"image_size=\(7, 5\)"):
+        net(torch.randn(2, 3, 8, 8))
 
 
 def test_conv_net_learns_a_separable_task():
@@ -231,6 +234,9 @@ def test_transformer_block_rejects_unknown_kinds():
         GMNMTransformerBlock(8, 2, feedforward="kan")
     with pytest.raises(ValueError, match="attention"):
         GMNMTransformerBlock(8, 2, attention="linear")
+    for attention in ("dot", "gaussian"):
+        with pytest.raises(ValueError, match="nhead=3 does not divide d_model=10"):
+            GMNMTransformerBlock(10, 3, attention=attention)
 
 
 # ---------------------------------------------------------------------------- LSTMs
