@@ -203,6 +203,14 @@ class GMNMLSTM(nn.Module):
                 "Expected input of shape (batch, time, input_size), got shape "
                 f"{tuple(input.shape)}."
             )
+        if hx is not None:
+            expected = (1, input.shape[0], self.hidden_size)
+            shapes = [tuple(t.shape) for t in hx]
+            if len(hx) != 2 or any(shape != expected for shape in shapes):
+                raise ValueError(
+                    f"Expected hx = (h_0, c_0), each of shape (1, batch, hidden_size) "
+                    f"= {expected} (one layer, as nn.LSTM's), got shapes {shapes}."
+                )
         state = None if hx is None else (hx[0][0], hx[1][0])
         outputs = []
         for x_t in input.unbind(1):  # T steps of (N, input_size)

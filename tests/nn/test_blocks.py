@@ -289,6 +289,11 @@ def test_lstm_errors_and_state_dict():
     with pytest.raises(ValueError, match="input_size=3"):
         lstm(torch.randn(2, 7, 2))
     x = torch.randn(2, 5, 3)
+    # a two-layer state would silently lose its second layer; (N, H) is nn.LSTM's
+    # unbatched form, not this batch-first one's
+    for shape in [(2, 2, 4), (2, 4), (1, 1, 4), (1, 2, 5)]:
+        with pytest.raises(ValueError, match=r"hx = \(h_0, c_0\)"):
+            lstm(x, (torch.zeros(shape), torch.zeros(shape)))
     state_dict_round_trip(nn.Sequential(lstm.cell), x[:, 0])
 
 
