@@ -122,6 +122,12 @@ class GMNMLSTMCell(nn.Module):
             zeros = input.new_zeros(*input.shape[:-1], self.hidden_size)
             hx = (zeros, zeros)
         h, c = hx
+        expected = (*input.shape[:-1], self.hidden_size)
+        if h.shape != expected or c.shape != expected:
+            raise ValueError(
+                f"Expected hx = (h, c), each of shape {expected}, got shapes "
+                f"{tuple(h.shape)} and {tuple(c.shape)}."
+            )
         z = torch.cat([input, h], dim=-1)  # (N, input_size + hidden_size)
         if self.placement == "candidate":
             i, f, o = torch.sigmoid(self.gates(z)).chunk(3, dim=-1)  # 3 x (N, H)

@@ -283,6 +283,8 @@ def test_lstm_unrolls_the_cell_like_torch_lstm(placement):
 def test_lstm_errors_and_state_dict():
     with pytest.raises(ValueError, match="placement"):
         GMNMLSTMCell(3, 4, placement="forget")
+    with pytest.raises(ValueError, match=r"hx = \(h, c\), each of shape \(2, 4\)"):
+        GMNMLSTMCell(3, 4)(torch.randn(2, 3), (torch.zeros(4), torch.zeros(4)))
     lstm = GMNMLSTM(3, 4)
     with pytest.raises(ValueError, match="batch, time"):
         lstm(torch.randn(7, 3))
