@@ -158,10 +158,16 @@ class GaussianKernelAttention(nn.Module):
         """
         key = query if key is None else key
         value = key if value is None else value
-        if query.shape[-1] != self.embed_dim:
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if x.shape[-1] != self.embed_dim:
+                raise ValueError(
+                    f"Expected {name} with last dimension embed_dim={self.embed_dim}, "
+                    f"got shape {tuple(x.shape)}."
+                )
+        if key.shape[:-1] != value.shape[:-1]:
             raise ValueError(
-                f"Expected inputs with last dimension embed_dim={self.embed_dim}, got "
-                f"shape {tuple(query.shape)}."
+                "Expected key and value of the same batch and length (N, S), got "
+                f"shapes {tuple(key.shape)} and {tuple(value.shape)}."
             )
         w_q, w_k, w_v = self.in_proj.weight.chunk(3)
         b_q, b_k, b_v = (

@@ -188,6 +188,10 @@ def test_gaussian_attention_module_uses_its_projections_and_temperature():
     assert attention.log_temperature.grad.abs().min() > 0
     with pytest.raises(ValueError, match="divide"):
         GaussianKernelAttention(8, num_heads=3)
+    with pytest.raises(ValueError, match="key with last dimension embed_dim=8"):
+        attention(x, torch.randn(3, 5, 7, dtype=torch.float64))
+    with pytest.raises(ValueError, match="key and value of the same batch and length"):
+        attention(x, x, torch.randn(3, 5, 8, dtype=torch.float64))
 
 
 def test_feedforward_is_a_gmnm_per_token():
