@@ -21,7 +21,6 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 from skorch.callbacks import EpochScoring, ProgressBar
-from skorch.dataset import ValidSplit
 
 from . import _net, _persistence
 from ._sklearn_compat import (
@@ -518,7 +517,7 @@ class BaseGMNM(BaseEstimator):
         if config["verbose"] >= 2:
             callbacks.append(("progress_bar", ProgressBar()))
         train_split = (
-            ValidSplit(
+            _net.ValidationSplit(
                 config["validation_fraction"],
                 stratified=is_classifier(self) and not self._multilabel,
                 random_state=config["seed"],

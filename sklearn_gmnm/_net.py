@@ -9,6 +9,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from skorch import NeuralNet
 from skorch.callbacks import Callback
+from skorch.dataset import ValidSplit
+from skorch.utils import to_numpy
 from torch import nn
 
 from .nn import GMNMMLP
@@ -295,6 +297,44 @@ class GMNMNet(NeuralNet):
         return self
 
 
+class ValidationSplit(ValidSplit):
+    """skorch's ``ValidSplit`` holding out a fraction of the rows for early stopping,
+    with scikit-learn MLP's check that the validation set has at least 2 rows.
+
+    A stratified split (a classifier's) needs every class to have 2 members or more, and
+    room for every class on both sides: where it can't have them, the rows are split
+    at random instead, with a warning, rather than failing the fit (scikit-learn's
+    MLPClassifier stratifies only binary targets).
+    """
+
+    def __call__(self, dataset, y=None, groups=None):
+        n_rows = len(dataset)
+        n_valid = math.ceil(self.cv * n_rows)  # as ShuffleSplit counts it
+        if n_valid < 2:
+            raise ValueError(
+                f"The validation set is too small ({n_valid} of {n_rows} rows): "
+                f"increase validation_fraction (now {self.cv}) or the size of your "
+                "dataset, or set early_stopping=False."
+            )
+        stratified = self.stratified
+        if stratified and y is not None:
+            _, counts = np.unique(to_numpy(y), return_counts=True)
+            if counts.min() < 2 or min(n_valid, n_rows - n_valid) < len(counts):
+                warnings.warn(
+                    f"early_stopping holds out validation_fraction={self.cv} of the "
+                    f"rows ({n_valid} of {n_rows}) stratified by class, which "
+                    f"{len(counts)} classes, the smallest with {counts.min()} rows, "
+                    "don't allow: the rows are split at random instead.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                stratified = False
+        split = ValidSplit(
+            self.cv, stratified=stratified, random_state=self.random_state
+        )
+        return split(dataset, y, groups)
+
+
 def epoch_scorer(score):
     """An EpochScoring callable from ``score(y_true, raw_output)``."""
 
@@ -323,6 +363,7 @@ __all__ = [
     "DivergenceWarning",
     "GMNMNet",
     "StandardizedGMNMNetwork",
+    "ValidationSplit",
     "epoch_scorer",
     "warn_not_converged",
 ]

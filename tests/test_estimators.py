@@ -278,6 +278,24 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(regression_data):
         assert torch.equal(value, best_state[name])
 
 
+def test_early_stopping_validation_split_like_scikit_learns_mlp(classification_data):
+    X, y = classification_data
+    # stratified by class where every class can be split
+    est = GMNMClassifier(early_stopping=True, max_iter=2, random_state=0)
+    split = est.fit(X, y).net_.train_split
+    _, valid = split(np.arange(len(y)), torch.as_tensor(y))
+    assert np.bincount(y[valid.indices]).min() >= 6  # 20 rows, 3 classes: 6-7 each
+    # a class with one member can't be stratified: a random split, with a warning
+    rare = y.copy()
+    rare[0] = 3
+    with pytest.warns(UserWarning, match="split at random instead"):
+        GMNMClassifier(early_stopping=True, max_iter=2, random_state=0).fit(X, rare)
+    # fewer than 2 validation rows: an error that names the parameters (as the MLP)
+    for Estimator in (GMNMClassifier, GMNMRegressor):
+        with pytest.raises(ValueError, match="validation_fraction"):
+            Estimator(early_stopping=True, max_iter=2).fit(X[:10], y[:10])
+
+
 def test_convergence_warning_when_max_iter_is_reached(regression_data):
     X, y = regression_data
     with pytest.warns(sklearn.exceptions.ConvergenceWarning, match="max_iter"):
