@@ -145,6 +145,18 @@ FUSED_MIN_ELEMENTS = 0
 SAVE_PHI_MAX_ELEMENTS = 2**20
 
 
+# From this many input features on, backward computes the projections' gradient in
+# the layout of ``weight`` (k*m, d), ``grad_h.t() @ x``; below it, as the transpose of
+# ``x.t() @ grad_h``, whose matrix product is faster for few features, although
+# autograd then copies the gradient (k*m*d elements, whatever the batch) into weight's
+# layout. Side by side on 2 CPU cores, m=256, k=2, two runs
+# (benchmarks/results/grad_weight_layout.md): the contiguous form took 0.87-0.93x the
+# time of a training step at 128 and 256 features and 256 rows, 0.94-0.99x at 1,024
+# rows, 0.98-1.03x at 4,096; at 64 features 0.92-0.96x at 256 rows but 1.02-1.08x at
+# 4,096; at 2-32 features up to 1.23x.
+CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES = 128
+
+
 def _triton_setting(value: str):
     """``SKLEARN_GMNM_TRITON`` read as "auto", True or False."""
     setting = {"auto": "auto", "1": True, "true": True, "0": False, "false": False}
@@ -402,7 +414,12 @@ def _gmnm_torch_backward(
     grad_x = None
     if needs[0]:
         grad_x = torch.nn.functional.linear(grad_h, weight.t().contiguous())  # (N, d)
-    grad_weight = (x.t() @ grad_h).t() if needs[1] else None  # (k*m, d)
+    grad_weight = None
+    if needs[1]:
+        if x.shape[1] >= CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES:
+            grad_weight = grad_h.t() @ x  # (k*m, d), laid out as weight
+        else:  # (k*m, d), transposed: autograd copies it into weight's layout
+            grad_weight = (x.t() @ grad_h).t()
     grad_offset = grad_h.sum(0) if needs[2] else None  # (k*m,)
     return grad_x, grad_weight, grad_offset, grad_mixture, grad_bias, None
 

@@ -655,6 +655,27 @@ def saved_sizes(fn):
     return out, sizes
 
 
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_both_layouts_of_the_projection_gradient_agree(explicit_centers, monkeypatch):
+    monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(F, "USE_TRITON", False)
+    torch.manual_seed(0)
+    layer = GMNM(5, 3, n_components=6, n_projections=2, dtype=torch.float64,
+                 explicit_centers=explicit_centers)  # fmt: skip
+    x = torch.randn(40, 5, dtype=torch.float64, requires_grad=True)
+    grads = {}
+    for threshold in (0, 2**62):  # every layer contiguous, then every one transposed
+        monkeypatch.setattr(F, "CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES", threshold)
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        layer(x).square().sum().backward()
+        grads[threshold] = [x.grad.clone()] + [
+            p.grad.clone() for p in layer.parameters()
+        ]
+    for contiguous, transposed in zip(grads[0], grads[2**62], strict=True):
+        torch.testing.assert_close(contiguous, transposed, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("keep_phi", [True, False])
 def test_custom_node_keeps_phi_only_for_small_inputs(keep_phi, monkeypatch):
     monkeypatch.setattr(F, "FUSED_MIN_ELEMENTS", 0)  # the custom node
