@@ -46,6 +46,23 @@ def median(values):
     return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
 
+def save_results(out, lines, **data):
+    """Write a result: ``out`` .md (the table ``lines``) and .json (``data`` with the
+    command and machine), then print the table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    payload = {"command": command_line(), "machine": machine(), **data}
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
+    print("\n".join(lines))
+
+
+def scores_cell(first, second):
+    """A table cell for the scores of two forms of one fit: one value if equal."""
+    if first == second:
+        return f"{second:.4f} (equal)"
+    return f"{first:.4f} / {second:.4f}"
+
+
 def run_json(code):
     """Run Python ``code`` in a fresh interpreter; its last printed line, as JSON."""
     out = subprocess.run(

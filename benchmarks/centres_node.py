@@ -34,7 +34,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, count_parameters, machine, median, timed
+from _common import (
+    RESULTS,
+    command_line,
+    count_parameters,
+    machine,
+    median,
+    save_results,
+    scores_cell,
+    timed,
+)
 
 from sklearn_gmnm import GMNMClassifier, GMNMRegressor
 from sklearn_gmnm.nn import GMNM
@@ -209,34 +218,16 @@ def write_results(layers, fits, args):
         "|---|---|---|---|---|",
     ]
     for r in fits:
-        same = r["score offsets by autograd"] == r["score centres node"]
-        score = (
-            f"{r['score centres node']:.4f} (equal)"
-            if same
-            else f"{r['score offsets by autograd']:.4f} / {r['score centres node']:.4f}"
-        )
+        score = scores_cell(r["score offsets by autograd"], r["score centres node"])
         lines.append(
             f"| {r['case']} | {r['s offsets by autograd']:.3f} "
             f"| {r['s centres node']:.3f} "
             f"| {r['ratio']:.2f}x [{r['ratio min']:.2f}, {r['ratio max']:.2f}] "
             f"| {score} |"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "centres_node"
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "command": command_line(),
-                "machine": machine(),
-                "layers": layers,
-                "fits": fits,
-            },
-            indent=1,
-        )
-    )
+    save_results(out, lines, layers=layers, fits=fits)
     plot(layers, fits, out.with_suffix(".png"))
-    print("\n".join(lines))
 
 
 def plot(layers, fits, path):

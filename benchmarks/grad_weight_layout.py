@@ -32,7 +32,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, machine, median, timed
+from _common import (
+    RESULTS,
+    command_line,
+    machine,
+    median,
+    save_results,
+    scores_cell,
+    timed,
+)
 
 from sklearn_gmnm import GMNMClassifier
 from sklearn_gmnm.nn import GMNM
@@ -160,34 +168,15 @@ def write_results(layers, fits, args):
         "|---|---|---|---|---|",
     ]
     for r in fits:
-        same = r["score transposed"] == r["score contiguous"]
-        score = (
-            f"{r['score contiguous']:.4f} (equal)"
-            if same
-            else f"{r['score transposed']:.4f} / {r['score contiguous']:.4f}"
-        )
         lines.append(
             f"| {r['case']} | {r['us transposed'] / 1e6:.3f} "
             f"| {r['us contiguous'] / 1e6:.3f} "
             f"| {r['ratio']:.3f}x [{r['ratio min']:.2f}, {r['ratio max']:.2f}] "
-            f"| {score} |"
+            f"| {scores_cell(r['score transposed'], r['score contiguous'])} |"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "grad_weight_layout"
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "command": command_line(),
-                "machine": machine(),
-                "layers": layers,
-                "fits": fits,
-            },
-            indent=1,
-        )
-    )
+    save_results(out, lines, layers=layers, fits=fits)
     plot(layers, out.with_suffix(".png"))
-    print("\n".join(lines))
 
 
 def plot(layers, path):
