@@ -231,7 +231,8 @@ def _leave_to_inductor(x: Tensor) -> bool:
     1.20-1.38x the ReLU block's memory instead of 0.80-1.23x
     (``benchmarks/results/layer_speed_gpu*.md``, ``compiled_autograd`` vs ``compiled``).
     On the CPU, compiled, the plain operations ran 0.35-0.84x the ReLU block's speed and
-    the custom node 0.69-1.07x (``layer_speed.md``): there the node stays."""
+    the custom node 0.69-1.07x (``layer_speed.md``; 0.36-0.81x and 0.63-1.08x in a later
+    run): there the node stays."""
     return x.is_cuda and torch.compiler.is_compiling()
 
 
