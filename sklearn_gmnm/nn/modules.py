@@ -712,7 +712,11 @@ class CompiledOrEager(nn.Module):
     def forward(self, *args, **kwargs):
         if self.compiled is None:
             try:
-                self._compiled_module = torch.compile(
+                # Kept out of the registered submodules: it shares self.module's
+                # parameters, and registered it would repeat them in state_dict under
+                # other keys, so that a state_dict saved after the first call would not
+                # load before it (or into a wrapper that fell back to eager).
+                self.__dict__["_compiled_module"] = torch.compile(
                     self.module, **self.compile_kwargs
                 )
                 out = self._compiled_module(*args, **kwargs)

@@ -533,6 +533,12 @@ def test_compiled_or_eager_compiles_where_it_can():
     (grad,) = torch.autograd.grad(out.sum(), x)
     (expected,) = torch.autograd.grad(layer(x).sum(), x)
     torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
+    # compiling adds no state: a state_dict saved after the first call loads into a
+    # wrapper that was never called, as into one saved before
+    fresh = CompiledOrEager(GMNM(3, 2, n_components=4))
+    assert list(wrapped.state_dict()) == list(fresh.state_dict())
+    fresh.load_state_dict(wrapped.state_dict())
+    torch.testing.assert_close(fresh(x), out, atol=1e-6, rtol=1e-5)
 
 
 def custom_node(layer):
