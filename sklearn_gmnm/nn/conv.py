@@ -1,5 +1,7 @@
 """GMNM in convolutional networks: a GMNM convolution and a small CNN built on it."""
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -10,10 +12,21 @@ __all__ = ["GMNMConv2d", "GMNMConvNet"]
 
 
 def _pair(value, name):
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2:
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}.")
-    return pair
+    """``value`` as a pair of Python ints (an int stands for both)."""
+    pair = (value, value) if isinstance(value, numbers.Integral) else value
+    try:
+        pair = tuple(pair)
+    except TypeError:
+        pair = ()
+    if (
+        len(pair) != 2
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in pair)
+        or min(pair) < 0
+    ):
+        raise ValueError(
+            f"{name} must be a non-negative int or a pair of them, got {value!r}."
+        )
+    return tuple(int(v) for v in pair)
 
 
 class GMNMConv2d(GMNM):
@@ -89,14 +102,18 @@ class GMNMConv2d(GMNM):
         device=None,
         dtype=None,
     ) -> None:
-        _check_positive_int(in_channels, "in_channels")
+        in_channels = _check_positive_int(in_channels, "in_channels")
         self.in_channels = in_channels
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
         self.dilation = _pair(dilation, "dilation")
-        for value in self.kernel_size:
-            _check_positive_int(value, "kernel_size")
+        for value in (*self.kernel_size, *self.stride, *self.dilation):
+            if value < 1:
+                raise ValueError(
+                    "kernel_size, stride and dilation must be positive, got "
+                    f"{kernel_size!r}, {stride!r} and {dilation!r}."
+                )
         super().__init__(
             in_channels * self.kernel_size[0] * self.kernel_size[1],
             out_channels,
@@ -247,7 +264,7 @@ class GMNMConvNet(nn.Module):
             raise ValueError(
                 f"placement must be one of {self.placements}, got {placement!r}."
             )
-        _check_positive_int(n_classes, "n_classes")
+        n_classes = _check_positive_int(n_classes, "n_classes")
         factory_kwargs = {"device": device, "dtype": dtype}
         gmnm_kwargs = {
             "n_components": n_components,
@@ -258,7 +275,7 @@ class GMNMConvNet(nn.Module):
         blocks = []
         width = in_channels
         for out_width in channels:
-            _check_positive_int(out_width, "each of channels")
+            out_width = _check_positive_int(out_width, "each of channels")
             if placement in ("conv", "both"):
                 conv = [
                     GMNMConv2d(
@@ -283,7 +300,7 @@ class GMNMConvNet(nn.Module):
                 GMNM(flat, n_classes, **gmnm_kwargs, **factory_kwargs),
             )
         else:
-            _check_positive_int(head_hidden, "head_hidden")
+            head_hidden = _check_positive_int(head_hidden, "head_hidden")
             self.head = nn.Sequential(
                 nn.Linear(flat, head_hidden, **factory_kwargs),
                 nn.ReLU(),

@@ -1,6 +1,7 @@
 """Torch modules built on the GMNM layer."""
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -12,8 +13,12 @@ __all__ = ["GMNM", "GMNMMLP", "CompiledOrEager"]
 
 
 def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """``value`` as a Python int, if it is a positive integer of any integral type
+    (numpy's too: hyperparameter grids built with numpy give them); else a ValueError
+    that names it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
 
 
 def _random_directions(
@@ -168,13 +173,10 @@ class GMNM(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        for name, value in [
-            ("in_features", in_features),
-            ("out_features", out_features),
-            ("n_components", n_components),
-            ("n_projections", n_projections),
-        ]:
-            _check_positive_int(value, name)
+        in_features = _check_positive_int(in_features, "in_features")
+        out_features = _check_positive_int(out_features, "out_features")
+        n_components = _check_positive_int(n_components, "n_components")
+        n_projections = _check_positive_int(n_projections, "n_projections")
         factory_kwargs = {"device": device, "dtype": dtype}
         self.in_features = in_features
         self.out_features = out_features
@@ -579,8 +581,12 @@ class GMNMMLP(nn.Module):
     ) -> None:
         super().__init__()
         factory_kwargs = {"device": device, "dtype": dtype}
-        for width in hidden_layer_sizes:
+        if isinstance(hidden_layer_sizes, numbers.Integral):  # as scikit-learn's MLP
+            hidden_layer_sizes = (hidden_layer_sizes,)
+        hidden_layer_sizes = tuple(
             _check_positive_int(width, "each of hidden_layer_sizes")
+            for width in hidden_layer_sizes
+        )
         self.in_features = in_features
         self.out_features = out_features
         self.residual = residual
@@ -588,7 +594,7 @@ class GMNMMLP(nn.Module):
             self.embedding = None
             width = in_features
         else:
-            _check_positive_int(embedding_dim, "embedding_dim")
+            embedding_dim = _check_positive_int(embedding_dim, "embedding_dim")
             self.embedding = nn.Linear(in_features, embedding_dim, **factory_kwargs)
             width = embedding_dim
         self.layers = nn.ModuleList()

@@ -73,8 +73,8 @@ class GMNMLSTMCell(nn.Module):
             raise ValueError(
                 f"placement must be one of {self.placements}, got {placement!r}."
             )
-        _check_positive_int(input_size, "input_size")
-        _check_positive_int(hidden_size, "hidden_size")
+        input_size = _check_positive_int(input_size, "input_size")
+        hidden_size = _check_positive_int(hidden_size, "hidden_size")
         factory_kwargs = {"device": device, "dtype": dtype}
         self.input_size = input_size
         self.hidden_size = hidden_size

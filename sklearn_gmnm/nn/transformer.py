@@ -117,8 +117,8 @@ class GaussianKernelAttention(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        _check_positive_int(embed_dim, "embed_dim")
-        _check_positive_int(num_heads, "num_heads")
+        embed_dim = _check_positive_int(embed_dim, "embed_dim")
+        num_heads = _check_positive_int(num_heads, "num_heads")
         if embed_dim % num_heads:
             raise ValueError(
                 f"num_heads={num_heads} does not divide embed_dim={embed_dim}."
@@ -264,7 +264,7 @@ class GMNMTransformerBlock(nn.Module):
             raise ValueError(
                 f"attention must be 'dot' or 'gaussian', got {attention!r}."
             )
-        _check_positive_int(nhead, "nhead")
+        nhead = _check_positive_int(nhead, "nhead")
         if d_model % nhead:  # nn.MultiheadAttention would fail an assert
             raise ValueError(f"nhead={nhead} does not divide d_model={d_model}.")
         factory_kwargs = {"device": device, "dtype": dtype}
@@ -290,7 +290,7 @@ class GMNMTransformerBlock(nn.Module):
             )
         else:
             hidden = 4 * d_model if dim_feedforward is None else dim_feedforward
-            _check_positive_int(hidden, "dim_feedforward")
+            hidden = _check_positive_int(hidden, "dim_feedforward")
             self.feedforward = nn.Sequential(
                 nn.Linear(d_model, hidden, **factory_kwargs),
                 nn.ReLU(),

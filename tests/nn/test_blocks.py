@@ -4,6 +4,7 @@ import copy
 import io
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -103,6 +104,14 @@ def test_conv_reset_state_dict_dtype_and_errors():
         a.double()(torch.randn(2, 3, 5, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="kernel_size"):
         GMNMConv2d(2, 3, (3, 3, 3))
+    with pytest.raises(ValueError, match="stride"):
+        GMNMConv2d(2, 3, 3, stride=0)
+    with pytest.raises(ValueError, match="padding"):
+        GMNMConv2d(2, 3, 3, padding="same")
+    # numpy integers (from a hyperparameter grid) are integers
+    c = GMNMConv2d(np.int64(2), np.int64(3), np.int64(3), padding=np.int64(1))
+    assert c.kernel_size == (3, 3) and type(c.kernel_size[0]) is int
+    assert c(x).shape == (2, 3, 5, 5)
 
 
 def test_conv_init_from_data_puts_centres_on_patches():

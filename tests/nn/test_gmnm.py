@@ -478,6 +478,16 @@ def test_gmnm_mlp_init_from_data_goes_through_the_embedding():
     assert (centers <= embedded.max(0) + 1e-4).all()
 
 
+def test_sizes_may_be_numpy_integers_and_hidden_sizes_an_int():
+    layer = GMNM(np.int64(3), np.int32(2), n_components=np.int64(4))
+    assert type(layer.n_components) is int and "n_components=4" in repr(layer)
+    assert layer(torch.randn(5, 3)).shape == (5, 2)
+    net = GMNMMLP(3, 1, hidden_layer_sizes=np.int64(8), embedding_dim=np.int64(2))
+    assert [layer.out_features for layer in net.layers] == [8, 1]  # as (8,)
+    with pytest.raises(ValueError, match="n_components"):
+        GMNM(3, 2, n_components=4.0)
+
+
 def test_gmnm_mlp_rejects_bad_widths():
     with pytest.raises(ValueError, match="hidden_layer_sizes"):
         GMNMMLP(3, 1, hidden_layer_sizes=(4, 0))
