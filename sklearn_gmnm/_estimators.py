@@ -1004,7 +1004,9 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
         Torch device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, or ``'auto'``.
     class_weight : dict, 'balanced' or None, default=None
         Weights per class, multiplied into ``sample_weight``; ``'balanced'`` weights
-        classes inversely to their frequency. Not available for multilabel targets.
+        classes inversely to their frequency in the data that ``fit`` is given (not
+        available to ``partial_fit``, which sees one chunk at a time: pass a dict).
+        Not available for multilabel targets.
 
     Attributes
     ----------
@@ -1233,6 +1235,16 @@ class GMNMClassifier(ClassifierMixin, BaseGMNM):
             raise ValueError(
                 "classes must be passed on the first call to partial_fit: every label "
                 "that y can take, e.g. classes=np.unique(y_all)."
+            )
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            # each call sees one chunk: its class frequencies are not the data's
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit: each call "
+                "sees one chunk, whose class frequencies are not the data's. Pass "
+                "class_weight=dict(zip(classes, compute_class_weight('balanced', "
+                "classes=classes, y=y))) computed on enough of the data's labels "
+                "(sklearn.utils.class_weight.compute_class_weight), as for "
+                "SGDClassifier."
             )
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 

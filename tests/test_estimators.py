@@ -516,6 +516,11 @@ def test_class_weight_shifts_predictions_towards_the_weighted_class():
     balanced = GMNMClassifier(class_weight="balanced", **FAST).fit(X, y)
     assert (weighted.predict(X) == 1).sum() > (plain.predict(X) == 1).sum()
     assert (balanced.predict(X) == 1).sum() > (plain.predict(X) == 1).sum()
+    # partial_fit sees one chunk at a time: "balanced" would balance each chunk
+    with pytest.raises(ValueError, match="'balanced' is not supported by partial_fit"):
+        GMNMClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1])
+    incremental = GMNMClassifier(class_weight={0: 1.0, 1: 10.0}, random_state=0)
+    incremental.partial_fit(X, y, classes=[0, 1])  # a dict is fine
 
 
 # --- scikit-learn machinery ---------------------------------------------------------------
