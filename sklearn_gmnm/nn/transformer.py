@@ -300,11 +300,15 @@ class GMNMTransformerBlock(nn.Module):
 
     def forward(self, input: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         """``input`` (N, L, d_model) -> (N, L, d_model). ``attn_mask``: boolean with
-        True where attention is allowed, broadcastable to (L, L)."""
+        True where attention is allowed, or additive float (``-inf`` blocks), broadcastable
+        to (L, L), as :class:`GaussianKernelAttention` takes it."""
         x = self.norm1(input)
         if self.attention_kind == "dot":
-            # MultiheadAttention's boolean masks mean the opposite: True = blocked.
-            mask = None if attn_mask is None else ~attn_mask
+            # MultiheadAttention's boolean masks mean the opposite: True = blocked;
+            # additive float masks mean the same
+            mask = attn_mask
+            if attn_mask is not None and attn_mask.dtype == torch.bool:
+                mask = ~attn_mask
             x = self.attention(x, x, x, attn_mask=mask, need_weights=False)[0]
         else:
             x = self.attention(x, attn_mask=attn_mask)

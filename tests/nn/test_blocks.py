@@ -239,6 +239,9 @@ def test_transformer_block_respects_a_causal_mask(attention, feedforward):
     assert out_x.shape == (2, 5, 8)
     torch.testing.assert_close(out_x[:, :3], out_y[:, :3])
     assert not torch.allclose(block(x)[:, :3], block(y)[:, :3])
+    # the same mask as an additive float mask (-inf blocks) gives the same output
+    additive = torch.zeros(5, 5).masked_fill(~causal, float("-inf"))
+    torch.testing.assert_close(block(x, attn_mask=additive), out_x)
     state_dict_round_trip(block, x)
 
 
