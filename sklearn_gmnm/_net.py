@@ -322,9 +322,9 @@ class ValidationSplit(ValidSplit):
             if counts.min() < 2 or min(n_valid, n_rows - n_valid) < len(counts):
                 warnings.warn(
                     f"early_stopping holds out validation_fraction={self.cv} of the "
-                    f"rows ({n_valid} of {n_rows}) stratified by class, which "
-                    f"{len(counts)} classes, the smallest with {counts.min()} rows, "
-                    "don't allow: the rows are split at random instead.",
+                    f"rows ({n_valid} of {n_rows}); {len(counts)} classes, the "
+                    f"smallest with {counts.min()} rows, can't be stratified into "
+                    "that split, so the rows are split at random instead.",
                     UserWarning,
                     stacklevel=2,
                 )
