@@ -67,9 +67,17 @@ def gaussian_offsets(weight: Tensor, centers: Tensor, n_projections: int) -> Ten
     return -(projections * centers).sum(-1).reshape(-1)  # (k*m,)
 
 
+def _checking_shapes() -> bool:
+    """Whether the layers check the shapes of their inputs in Python: always, but under
+    :func:`torch.jit.trace`. There a shape is a traced tensor, and each comparison
+    warns (``TracerWarning``) that the trace takes its result as a constant; a wrong
+    shape is still refused by the operations themselves."""
+    return not torch.jit.is_tracing()
+
+
 def _check_projections(weight: Tensor, n_projections: int) -> None:
     """weight's first dimension holds k * m projections: a multiple of k."""
-    if weight.shape[0] % n_projections:
+    if _checking_shapes() and weight.shape[0] % n_projections:
         raise ValueError(
             f"weight has {weight.shape[0]} projections (its first dimension), which is "
             f"not a multiple of n_projections={n_projections}."
@@ -102,7 +110,14 @@ def _exponent_floor2(dtype: torch.dtype) -> float:
 
 
 def _gaussian_exp(y2: Tensor) -> Tensor:
-    """``exp(-0.5 * y2)``, floored as in :func:`_exponent_floor`, through ``exp2``."""
+    """``exp(-0.5 * y2)``, floored as in :func:`_exponent_floor`, through ``exp2``.
+
+    Under :func:`torch.jit.trace` through ``exp``: the TorchScript-based ONNX exporter
+    (``torch.onnx.export(..., dynamo=False)``, the default before torch 2.9) has no
+    ``exp2``. The two agree to float rounding.
+    """
+    if torch.jit.is_tracing():
+        return torch.exp((-0.5 * y2).clamp(min=_exponent_floor(y2.dtype)))
     return torch.exp2((-_HALF_LOG2E * y2).clamp(min=_exponent_floor2(y2.dtype)))
 
 
@@ -213,6 +228,13 @@ def _autocast_on(device_type: str) -> bool:
 _functorch_transforms_active = getattr(
     torch._C, "_are_functorch_transforms_active", lambda: False
 )
+
+
+#: Whether :func:`torch.export.export` is tracing (torch >= 2.5; before, never). An
+#: exported program is a graph of torch's operations, with no place for the custom
+#: autograd nodes; through the node, export also fixed a largest batch size (from
+#: ``SAVE_PHI_MAX_ELEMENTS``).
+_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
 
 
 def _forward_ad_active() -> bool:
@@ -507,17 +529,27 @@ def gmnm(
 def _path(args) -> str:
     """Which form :func:`gmnm` computes these (2-d) arguments in: "triton" (the Triton
     kernels), "plain" (operations left to autograd: inference, small inputs, and
-    :func:`torch.compile` on a GPU), "transform" (the plain operations without in-place
-    steps, under a :mod:`torch.func` transform or forward-mode automatic
-    differentiation), "autocast" (the plain operations with
-    the responses in float32, under :func:`torch.autocast`) or "node" (the custom
-    autograd node).
+    :func:`torch.compile` on a GPU), "out_of_place" (the plain operations without
+    in-place steps, under a :mod:`torch.func` transform, forward-mode automatic
+    differentiation, :func:`torch.jit.trace` or :func:`torch.export.export`),
+    "autocast" (the plain operations with the responses in float32, under
+    :func:`torch.autocast`) or "node" (the custom autograd node).
+
+    :func:`torch.jit.trace` records a custom node as a Python call, which a traced
+    module can't be saved with, and the Triton kernels not at all; the plain
+    operations trace into a graph that saves, loads and differentiates as the layer
+    does, and export into a program for any batch size.
 
     ``args[2]`` may be the offsets or the centres: only its dtype, device and whether
     it requires a gradient are read.
     """
-    if _functorch_transforms_active() or _forward_ad_active():
-        return "transform"
+    if (
+        _functorch_transforms_active()
+        or _forward_ad_active()
+        or torch.jit.is_tracing()
+        or _exporting()
+    ):
+        return "out_of_place"
     if _autocast_on(args[0].device.type):
         return "autocast"
     if _use_triton(args):
@@ -541,7 +573,7 @@ def _run(path, args):
         return _triton.TritonGMNM.apply(*args)
     if path == "plain":
         return _gmnm_autograd(*args)
-    if path == "transform":
+    if path == "out_of_place":
         return _gmnm_out_of_place(*args)
     if path == "autocast":
         return _gmnm_autocast(*args)
