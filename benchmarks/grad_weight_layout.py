@@ -1,5 +1,5 @@
 """The layout of the projections' gradient in the custom node's backward: the evidence
-for ``functional.CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES``.
+for ``functional.CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES`` (and ``..._FEW_ROWS``).
 
 The node's backward computes the gradient of the projection matrix ``weight`` (k*m, d)
 from ``grad_h`` (N, k*m) and the input ``x`` (N, d) in one of two forms:
@@ -17,8 +17,10 @@ the contiguous form's time to the transposed form's (< 1: contiguous is faster).
 Usage::
 
     python benchmarks/grad_weight_layout.py      # about 5 minutes on 2 cores
+    python benchmarks/grad_weight_layout.py --dims 32 64 --batches 256 512 1024 2048 \
+        --out benchmarks/results/grad_weight_layout_rows   # other sizes
 
-Writes benchmarks/results/grad_weight_layout.md, .json and .png.
+Writes benchmarks/results/grad_weight_layout.md, .json and .png (or ``--out``'s).
 """
 
 import argparse
@@ -48,8 +50,13 @@ from sklearn_gmnm.nn import functional as F
 
 DIMS = [2, 16, 32, 64, 128, 256]
 BATCHES = [256, 1024, 4096]
-# The setting's value that makes every layer take each form.
-FORMS = {"transposed": 2**62, "contiguous": 0}
+# The settings' values that make every layer take each form: (the least features,
+# the least features on few rows).
+FORMS = {"transposed": (2**62, 2**62), "contiguous": (0, 0)}
+SETTINGS = (
+    "CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES",
+    "CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES_FEW_ROWS",
+)
 
 
 def training_step(layer, x):
@@ -59,12 +66,14 @@ def training_step(layer, x):
 
 def with_form(form, fn):
     """Run fn with the node's backward in ``form``."""
-    default = F.CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES
-    F.CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES = FORMS[form]
+    defaults = [getattr(F, name) for name in SETTINGS]
+    for name, value in zip(SETTINGS, FORMS[form], strict=True):
+        setattr(F, name, value)
     try:
         return fn()
     finally:
-        F.CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES = default
+        for name, value in zip(SETTINGS, defaults, strict=True):
+            setattr(F, name, value)
 
 
 def summary(times):
@@ -79,10 +88,10 @@ def summary(times):
     }
 
 
-def layer_rows(repeats):
+def layer_rows(repeats, dims, batches):
     rows = []
-    for d in DIMS:
-        for n in BATCHES:
+    for d in dims:
+        for n in batches:
             for explicit_centers in (True, False):
                 torch.manual_seed(0)
                 layer = GMNM(
@@ -174,19 +183,22 @@ def write_results(layers, fits, args):
             f"| {r['ratio']:.3f}x [{r['ratio min']:.2f}, {r['ratio max']:.2f}] "
             f"| {scores_cell(r['score transposed'], r['score contiguous'])} |"
         )
-    out = RESULTS / "grad_weight_layout"
+    out = Path(args.out)
     save_results(out, lines, layers=layers, fits=fits)
-    plot(layers, out.with_suffix(".png"))
+    plot(layers, args.batches, out.with_suffix(".png"))
 
 
-def plot(layers, path):
+def plot(layers, batches, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(BATCHES), figsize=(12, 3.6), sharey=True)
-    for ax, n in zip(axes, BATCHES, strict=True):
+    fig, axes = plt.subplots(
+        1, len(batches), figsize=(3 + 3 * len(batches), 3.6), sharey=True, squeeze=False
+    )
+    axes = axes[0]
+    for ax, n in zip(axes, batches, strict=True):
         for layer, marker in (("centres", "o"), ("fused", "s")):
             rows = [r for r in layers if r["N"] == n and r["layer"] == layer]
             ax.errorbar(
@@ -215,9 +227,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dims", type=int, nargs="+", default=DIMS)
+    parser.add_argument("--batches", type=int, nargs="+", default=BATCHES)
+    parser.add_argument(
+        "--out",
+        default=str(RESULTS / "grad_weight_layout"),
+        help="results path without suffix",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    write_results(layer_rows(args.repeats), fit_rows(args.repeats), args)
+    layers = layer_rows(args.repeats, args.dims, args.batches)
+    write_results(layers, fit_rows(args.repeats), args)
 
 
 if __name__ == "__main__":

@@ -170,6 +170,23 @@ SAVE_PHI_MAX_ELEMENTS = 2**20
 # rows, 0.98-1.03x at 4,096; at 64 features 0.92-0.96x at 256 rows but 1.02-1.08x at
 # 4,096; at 2-32 features up to 1.23x.
 CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES = 128
+# ... and from this many features on batches of up to CONTIGUOUS_GRAD_WEIGHT_FEW_ROWS
+# rows, where the copy weighs more against the matrix product: at 64 features, in a
+# third run (benchmarks/results/grad_weight_layout_rows.md), 0.93-0.96x at 256 rows,
+# 0.97x at 512, 0.99-1.00x at 1,024; at 32 features 0.93-1.02x at 256-2,048 rows, no
+# gain to take.
+CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES_FEW_ROWS = 64
+CONTIGUOUS_GRAD_WEIGHT_FEW_ROWS = 1024
+
+
+def _contiguous_grad_weight(x: Tensor) -> bool:
+    """Whether backward computes the projections' gradient for the (2-d) input ``x``
+    in the weight's layout (see ``CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES``)."""
+    n_rows, in_features = x.shape
+    return in_features >= CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES or (
+        in_features >= CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES_FEW_ROWS
+        and n_rows <= CONTIGUOUS_GRAD_WEIGHT_FEW_ROWS
+    )
 
 
 def _triton_setting(value: str):
@@ -439,7 +456,7 @@ def _gmnm_torch_backward(
         grad_x = torch.nn.functional.linear(grad_h, weight.t().contiguous())  # (N, d)
     grad_weight = None
     if needs[1]:
-        if x.shape[1] >= CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES:
+        if _contiguous_grad_weight(x):
             grad_weight = grad_h.t() @ x  # (k*m, d), laid out as weight
         else:  # (k*m, d), transposed: autograd copies it into weight's layout
             grad_weight = (x.t() @ grad_h).t()

@@ -682,6 +682,9 @@ def test_both_layouts_of_the_projection_gradient_agree(explicit_centers, monkeyp
     grads = {}
     for threshold in (0, 2**62):  # every layer contiguous, then every one transposed
         monkeypatch.setattr(F, "CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES", threshold)
+        monkeypatch.setattr(
+            F, "CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES_FEW_ROWS", threshold
+        )
         layer.zero_grad(set_to_none=True)
         x.grad = None
         layer(x).square().sum().backward()
@@ -690,6 +693,18 @@ def test_both_layouts_of_the_projection_gradient_agree(explicit_centers, monkeyp
         ]
     for contiguous, transposed in zip(grads[0], grads[2**62], strict=True):
         torch.testing.assert_close(contiguous, transposed, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "n_rows, in_features, contiguous",
+    [(256, 128, True), (8192, 256, True), (256, 64, True), (1024, 64, True),
+     (1025, 64, False), (4096, 64, False), (256, 63, False), (256, 2, False)],
+)  # fmt: skip
+def test_projection_gradient_layout_follows_features_and_rows(
+    n_rows, in_features, contiguous
+):
+    """Laid out as the weight from 128 features, and from 64 on up to 1,024 rows."""
+    assert F._contiguous_grad_weight(torch.empty(n_rows, in_features)) == contiguous
 
 
 @pytest.mark.parametrize("keep_phi", [True, False])
