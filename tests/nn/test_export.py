@@ -179,3 +179,24 @@ def test_traced_responses_agree_with_the_layer_in_float64():
     traced = torch.jit.trace(layer, (x,))
     assert "exp2" not in str(traced.graph)
     torch.testing.assert_close(traced(x), layer(x), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("explicit_centers", [True, False])
+def test_a_cuda_layer_exports_and_traces_past_its_triton_kernels(explicit_centers):
+    """On a GPU a float32 layer trains through Triton kernels (where Triton is
+    installed), which neither a trace nor an export can record: both take torch's
+    operations, for any batch size, with the layer's values."""
+    torch.manual_seed(0)
+    layer = GMNM(
+        4, 3, n_components=16, n_projections=2, explicit_centers=explicit_centers
+    ).cuda()
+    x = torch.randn(300, 4, device="cuda")
+    program = torch.export.export(
+        layer, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    traced = torch.jit.trace(layer, (x,))
+    new = torch.randn(500, 4, device="cuda")
+    expected = layer(new)  # with gradients on: the kernels, where installed
+    torch.testing.assert_close(program.module()(new), expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(traced(new), expected, atol=1e-5, rtol=1e-4)
