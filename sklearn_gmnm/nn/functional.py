@@ -171,10 +171,9 @@ SAVE_PHI_MAX_ELEMENTS = 2**20
 # 4,096; at 2-32 features up to 1.23x.
 CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES = 128
 # ... and from this many features on batches of up to CONTIGUOUS_GRAD_WEIGHT_FEW_ROWS
-# rows, where the copy weighs more against the matrix product: at 64 features, in a
-# third run (benchmarks/results/grad_weight_layout_rows.md), 0.93-0.96x at 256 rows,
-# 0.97x at 512, 0.99-1.00x at 1,024; at 32 features 0.93-1.02x at 256-2,048 rows, no
-# gain to take.
+# rows, where the copy weighs more against the matrix product: at 64 features, in two
+# more runs (benchmarks/results/grad_weight_layout_rows.md), 0.93-0.96x at 256 rows,
+# 0.96-0.99x at 512, 0.97-1.01x at 1,024; at 32 features no clear gain to take.
 CONTIGUOUS_GRAD_WEIGHT_MIN_FEATURES_FEW_ROWS = 64
 CONTIGUOUS_GRAD_WEIGHT_FEW_ROWS = 1024
 
@@ -247,7 +246,7 @@ _functorch_transforms_active = getattr(
 )
 
 
-#: Whether :func:`torch.export.export` is tracing (torch >= 2.5; before, never). An
+#: Whether :func:`torch.export.export` is tracing (never, in a torch without the test). An
 #: exported program is a graph of torch's operations, with no place for the custom
 #: autograd nodes; through the node, export also fixed a largest batch size (from
 #: ``SAVE_PHI_MAX_ELEMENTS``).
