@@ -225,14 +225,30 @@ def _use_triton(args) -> bool:
     )
 
 
-def _autocast_on(device_type: str) -> bool:
-    """Whether :func:`torch.autocast` is on for this device type."""
+def _autocast_on_before_2_4(device_type: str) -> bool:
+    """:func:`_autocast_on` where ``torch.is_autocast_enabled`` takes no device type
+    (torch < 2.4) and answers for CUDA."""
+    if device_type == "cpu":
+        return torch.is_autocast_cpu_enabled()
+    return device_type == "cuda" and torch.is_autocast_enabled()
+
+
+def _takes_device_type(is_autocast_enabled) -> bool:
     try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 takes no device type and answers for CUDA
-        if device_type == "cpu":
-            return torch.is_autocast_cpu_enabled()
-        return device_type == "cuda" and torch.is_autocast_enabled()
+        is_autocast_enabled("cpu")
+    except TypeError:
+        return False
+    return True
+
+
+#: Whether :func:`torch.autocast` is on for a device type (``"cpu"``, ``"cuda"``, ...):
+#: torch's own test where it takes the device type, which :func:`gmnm` then calls
+#: without a Python frame of ours on every forward pass.
+_autocast_on = (
+    torch.is_autocast_enabled
+    if _takes_device_type(torch.is_autocast_enabled)
+    else _autocast_on_before_2_4
+)
 
 
 #: Whether a :mod:`torch.func` transform (``vmap``, ``grad``, ``jacrev``, ``jvp``,
@@ -559,6 +575,9 @@ def _path(args) -> str:
     ``args[2]`` may be the offsets or the centres: only its dtype, device and whether
     it requires a gradient are read.
     """
+    # Called on every forward pass: the host's time here shows in small batches (see
+    # benchmarks/results/host_overhead.md).
+    x, weight, offset, mixture_weight, bias, _ = args
     if (
         _functorch_transforms_active()
         or _forward_ad_active()
@@ -566,17 +585,22 @@ def _path(args) -> str:
         or _exporting()
     ):
         return "out_of_place"
-    if _autocast_on(args[0].device.type):
+    # (x.device builds a device object: several microseconds of the host's time in a
+    # training step, more than every other test here together)
+    if _autocast_on("cuda" if x.is_cuda else "cpu" if x.is_cpu else x.device.type):
         return "autocast"
-    if _use_triton(args):
+    if x.is_cuda and _use_triton(args):
         return "triton"
-    x = args[0]
-    wants_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in args[:5]
+    wants_grad = torch.is_grad_enabled() and (
+        x.requires_grad
+        or weight.requires_grad
+        or offset.requires_grad
+        or mixture_weight.requires_grad
+        or (bias is not None and bias.requires_grad)
     )
     if (
         not wants_grad
-        or x.shape[0] * args[1].shape[0] < FUSED_MIN_ELEMENTS
+        or x.shape[0] * weight.shape[0] < FUSED_MIN_ELEMENTS
         or _leave_to_inductor(x)
     ):
         return "plain"
