@@ -1,0 +1,280 @@
+"""The host's time per call: the layer of this working tree against the same layer at
+another git revision of the package, side by side in one process.
+
+Changes to the Python code that every forward pass runs (the module's ``forward``,
+:func:`functional.gmnm` and how it picks its form) cost or save microseconds per call:
+too little to see across separate runs of ``layer_speed.py`` on a noisy machine, but a
+few percent of a training step at small batches. This script copies the package as it is
+at ``--base`` (by default the commit before ``HEAD``) under another name
+(``sklearn_gmnm_base``), builds the same layer from both, and times in interleaved rounds:
+
+- a training step (forward, a mean-square loss, backward) of one layer, for the default
+  layer (``centres``: explicit centres) and the fused one (``fused``: learnt offsets),
+  at the estimators' sizes and at ``layer_speed.py``'s at batch 256 and 4,096, with a
+  Linear+ReLU block of the same parameter count for scale;
+- the same layer's custom autograd node called directly (``node``: no module, no
+  dispatch), the floor that the Python around it sits on;
+- ``GMNMRegressor`` fits at their defaults (``max_iter=10``) from both copies.
+
+Ratios are the median over rounds of each round's time ratio (a round runs every
+variant back to back, in a new order each round). Usage::
+
+    python benchmarks/host_overhead.py --base HEAD~1 --out benchmarks/results/NAME
+
+Writes NAME.md and NAME.json.
+"""
+
+import argparse
+import importlib
+import json
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, command_line, count_parameters, machine, median, timed
+
+REPO = Path(__file__).resolve().parent.parent
+
+# (rows, in_features, n_components, n_projections, out_features): the estimators' layer
+# (k=1, 128 Gaussians, one output) at small batches, and the layer-speed benchmark's
+# (k=2, 256 Gaussians, d -> d) at batch 256 and 4,096
+SIZES = [
+    (1, 20, 128, 1, 1),
+    (32, 20, 128, 1, 1),
+    (200, 20, 128, 1, 1),
+    (256, 2, 256, 2, 2),
+    (256, 16, 256, 2, 16),
+    (256, 64, 256, 2, 64),
+    (4096, 2, 256, 2, 2),
+    (4096, 64, 256, 2, 64),
+]
+
+
+def import_base(revision, into):
+    """The package as it is at ``revision``, imported as ``sklearn_gmnm_base``."""
+    archive = subprocess.run(
+        ["git", "archive", revision, "sklearn_gmnm"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    package = Path(into) / "sklearn_gmnm_base"
+    (Path(into) / "sklearn_gmnm").rename(package)
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        source.write_text(re.sub(r"\bsklearn_gmnm\b", "sklearn_gmnm_base", text))
+    sys.path.insert(0, str(into))
+    importlib.import_module("sklearn_gmnm_base.nn")
+    return importlib.import_module("sklearn_gmnm_base")
+
+
+def relu_block(d, out, n_parameters):
+    """Linear(d, h) -> ReLU -> Linear(h, out) with about n_parameters parameters."""
+    h = max(1, round((n_parameters - out) / (d + out + 1)))
+    return torch.nn.Sequential(
+        torch.nn.Linear(d, h), torch.nn.ReLU(), torch.nn.Linear(h, out)
+    )
+
+
+def training_step(model, forward, x):
+    model.zero_grad(set_to_none=True)
+    forward(x).square().mean().backward()
+
+
+def node_forward(F, layer, x):
+    """The layer's custom autograd node, called without the module and dispatch."""
+    args = (x, layer.weight, layer.centers, layer.mixture_weight, layer.bias)
+    if layer.explicit_centers:
+        return F._FusedGMNMFromCenters.apply(*args, layer.n_projections)
+    args = (x, layer.weight, layer.offset, layer.mixture_weight, layer.bias)
+    return F._FusedGMNM.apply(*args, layer.n_projections)
+
+
+def paired_ratios(a, b):
+    return [x / y for x, y in zip(a, b, strict=True)]
+
+
+def layer_rows(base, repeats):
+    import sklearn_gmnm.nn as new_nn
+    from sklearn_gmnm.nn import functional as F
+
+    rows = []
+    for n, d, m, k, out in SIZES:
+        for form in ("centres", "fused"):
+            explicit = form == "centres"
+            layers = {}
+            for name, nn in (("base", base.nn), ("new", new_nn)):
+                torch.manual_seed(0)
+                layers[name] = nn.GMNM(
+                    d, out, n_components=m, n_projections=k, explicit_centers=explicit
+                )
+            relu = relu_block(d, out, count_parameters(layers["new"]))
+            x = torch.randn(n, d)
+            steps = {
+                "base": (layers["base"], layers["base"]),
+                "new": (layers["new"], layers["new"]),
+                "node": (layers["new"], partial(node_forward, F, layers["new"])),
+                "relu": (relu, relu),
+            }
+            inner = max(20, 40_000 // (n + 100))  # about 0.1 s per timing
+            times = {name: [] for name in steps}
+            for _ in range(repeats):
+                order = list(steps)
+                random.shuffle(order)
+                for name in order:
+                    model, forward = steps[name]
+                    step = partial(training_step, model, forward, x)
+                    times[name].append(timed(step, inner))
+            ratios = paired_ratios(times["new"], times["base"])
+            rows.append(
+                {
+                    "size": {"N": n, "d": d, "m": m, "k": k, "out": out},
+                    "form": form,
+                    **{f"us {name}": median(t) for name, t in times.items()},
+                    "ratio": median(ratios),
+                    "ratio min": min(ratios),
+                    "ratio max": max(ratios),
+                    "relu speed base": median(
+                        paired_ratios(times["relu"], times["base"])
+                    ),
+                    "relu speed new": median(
+                        paired_ratios(times["relu"], times["new"])
+                    ),
+                    "node / new": median(paired_ratios(times["node"], times["new"])),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def fit_rows(base, repeats):
+    from sklearn.datasets import make_regression
+
+    import sklearn_gmnm
+
+    X, y = make_regression(10_000, 20, noise=1.0, random_state=0)
+    estimators = {"base": base.GMNMRegressor, "new": sklearn_gmnm.GMNMRegressor}
+    times = {name: [] for name in estimators}
+    scores = {}
+    with warnings.catch_warnings():  # warm-up: the first fit's one-time costs
+        warnings.simplefilter("ignore")
+        for Estimator in estimators.values():
+            Estimator(max_iter=1, random_state=0).fit(X, y)
+    for round_ in range(repeats):
+        order = list(estimators) if round_ % 2 else list(estimators)[::-1]
+        for name in order:
+            estimator = estimators[name](max_iter=10, random_state=0)
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # max_iter=10: not converged
+                estimator.fit(X, y)
+            times[name].append(time.perf_counter() - start)
+            scores[name] = estimator.score(X, y)
+    ratios = paired_ratios(times["new"], times["base"])
+    row = {
+        "case": "GMNMRegressor, 10,000 x 20 synthetic, max_iter=10",
+        **{f"s {name}": median(t) for name, t in times.items()},
+        "ratio": median(ratios),
+        "ratio min": min(ratios),
+        "ratio max": max(ratios),
+        **{f"score {name}": s for name, s in scores.items()},
+    }
+    print(json.dumps(row), flush=True)
+    return [row]
+
+
+def write_results(layers, fits, args, base_commit):
+    lines = [
+        "# The host's time per call: this tree's layer against another revision's",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine()}  ",
+        f"`base`: the package at `{args.base}` ({base_commit}); `new`: the working "
+        "tree. `ratio`: new's time over base's, the median over rounds of each "
+        "round's ratio [min, max]; < 1 means the working tree is faster. `node`: the "
+        "layer's custom autograd node called directly, without the module and "
+        "dispatch; `node / new`: its time over new's. `speed / ReLU`: a Linear+ReLU "
+        "block's step time over the layer's (same parameter count), as in "
+        f"`layer_speed.md`. {args.repeats} interleaved rounds, each in a new order.",
+        "",
+        "## One layer, a training step (forward, mean-square loss, backward)",
+        "",
+        "| N | d | m | k | out | layer | us base | us new | ratio new / base "
+        "| us node | node / new | speed / ReLU base | speed / ReLU new |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in layers:
+        s = row["size"]
+        lines.append(
+            f"| {s['N']} | {s['d']} | {s['m']} | {s['k']} | {s['out']} | {row['form']} "
+            f"| {row['us base']:.1f} | {row['us new']:.1f} "
+            f"| {row['ratio']:.3f} [{row['ratio min']:.3f}, {row['ratio max']:.3f}] "
+            f"| {row['us node']:.1f} | {row['node / new']:.3f} "
+            f"| {row['relu speed base']:.2f}x | {row['relu speed new']:.2f}x |"
+        )
+    lines += [
+        "",
+        "## Estimator fits",
+        "",
+        "| case | s base | s new | ratio new / base | R2 base | R2 new |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in fits:
+        lines.append(
+            f"| {row['case']} | {row['s base']:.2f} | {row['s new']:.2f} "
+            f"| {row['ratio']:.3f} [{row['ratio min']:.3f}, {row['ratio max']:.3f}] "
+            f"| {row['score base']:.4f} | {row['score new']:.4f} |"
+        )
+    out = Path(args.out)
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "command": command_line(),
+                "machine": machine(),
+                "base": args.base,
+                "base_commit": base_commit,
+                "layers": layers,
+                "fits": fits,
+            },
+            indent=1,
+        )
+    )
+    print("\n".join(lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base", default="HEAD~1", help="git revision to compare with")
+    parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument("--fit-repeats", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "host_overhead"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    base_commit = subprocess.run(
+        ["git", "rev-parse", "--short", args.base],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    with tempfile.TemporaryDirectory() as into:
+        base = import_base(args.base, into)
+        layers = layer_rows(base, args.repeats)
+        fits = fit_rows(base, args.fit_repeats)
+    write_results(layers, fits, args, base_commit)
+
+
+if __name__ == "__main__":
+    main()
