@@ -941,6 +941,24 @@ def test_float64_under_autocast_stays_float64():
     torch.testing.assert_close(out, expected)
 
 
+# the fallback calls the tests torch >= 2.4 deprecates
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_autocast_test_for_torch_before_2_4_agrees_with_torch():
+    """``_autocast_on`` is torch's own test where it takes a device type (torch >=
+    2.4), else a fallback; the fallback, which this torch never picks, answers as
+    torch does inside and outside autocast."""
+    assert F._takes_device_type(torch.is_autocast_enabled)
+    assert not F._takes_device_type(lambda: False)  # a test without a device type
+    assert F._autocast_on is torch.is_autocast_enabled
+    for enabled in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            for device_type in ("cpu", "cuda"):
+                expected = torch.is_autocast_enabled(device_type)
+                assert F._autocast_on_before_2_4(device_type) == expected
+            assert F._autocast_on_before_2_4("cpu") is enabled
+
+
 @pytest.mark.parametrize("explicit_centers", [True, False])
 def test_forward_mode_differentiation_matches_reverse_mode(
     explicit_centers, monkeypatch
