@@ -40,6 +40,25 @@ def timed(fn, inner):
     return (time.perf_counter() - start) / inner * 1e6
 
 
+def relu_block(d, out, n_parameters):
+    """Linear(d, h) -> ReLU -> Linear(h, out) with about n_parameters parameters."""
+    h = max(1, round((n_parameters - out) / (d + out + 1)))
+    return torch.nn.Sequential(
+        torch.nn.Linear(d, h), torch.nn.ReLU(), torch.nn.Linear(h, out)
+    )
+
+
+def training_step(model, forward, x):
+    """One training step's work: ``forward(x)``, a mean-square loss, its backward."""
+    model.zero_grad(set_to_none=True)
+    forward(x).square().mean().backward()
+
+
+def paired_ratios(a, b):
+    """a[i] / b[i]: each round's ratio (the two timings ran back to back)."""
+    return [x / y for x, y in zip(a, b, strict=True)]
+
+
 def median(values):
     values = sorted(values)
     n = len(values)

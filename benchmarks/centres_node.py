@@ -40,9 +40,12 @@ from _common import (
     count_parameters,
     machine,
     median,
+    paired_ratios,
+    relu_block,
     save_results,
     scores_cell,
     timed,
+    training_step,
 )
 
 from sklearn_gmnm import GMNMClassifier, GMNMRegressor
@@ -73,24 +76,6 @@ def offsets_by_autograd(layer, x):
     return F.gmnm(
         x, projections, offsets, layer.mixture_weight, layer.bias, layer.n_projections
     )
-
-
-def relu_block(d, out, n_parameters):
-    """Linear(d, h) -> ReLU -> Linear(h, out) with about n_parameters parameters."""
-    h = max(1, round((n_parameters - out) / (d + out + 1)))
-    return torch.nn.Sequential(
-        torch.nn.Linear(d, h), torch.nn.ReLU(), torch.nn.Linear(h, out)
-    )
-
-
-def paired_ratios(a, b):
-    """a[i] / b[i]: each round's ratio (the two timings ran back to back)."""
-    return [x / y for x, y in zip(a, b, strict=True)]
-
-
-def training_step(model, forward, x):
-    model.zero_grad(set_to_none=True)
-    forward(x).square().mean().backward()
 
 
 def layer_rows(repeats):

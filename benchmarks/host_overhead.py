@@ -40,7 +40,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, count_parameters, machine, median, timed
+from _common import (
+    RESULTS,
+    command_line,
+    count_parameters,
+    machine,
+    median,
+    paired_ratios,
+    relu_block,
+    timed,
+    training_step,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -78,30 +88,20 @@ def import_base(revision, into):
     return importlib.import_module("sklearn_gmnm_base")
 
 
-def relu_block(d, out, n_parameters):
-    """Linear(d, h) -> ReLU -> Linear(h, out) with about n_parameters parameters."""
-    h = max(1, round((n_parameters - out) / (d + out + 1)))
-    return torch.nn.Sequential(
-        torch.nn.Linear(d, h), torch.nn.ReLU(), torch.nn.Linear(h, out)
-    )
-
-
-def training_step(model, forward, x):
-    model.zero_grad(set_to_none=True)
-    forward(x).square().mean().backward()
-
-
 def node_forward(F, layer, x):
     """The layer's custom autograd node, called without the module and dispatch."""
-    args = (x, layer.weight, layer.centers, layer.mixture_weight, layer.bias)
     if layer.explicit_centers:
-        return F._FusedGMNMFromCenters.apply(*args, layer.n_projections)
-    args = (x, layer.weight, layer.offset, layer.mixture_weight, layer.bias)
-    return F._FusedGMNM.apply(*args, layer.n_projections)
-
-
-def paired_ratios(a, b):
-    return [x / y for x, y in zip(a, b, strict=True)]
+        node, offsets_or_centres = F._FusedGMNMFromCenters, layer.centers
+    else:
+        node, offsets_or_centres = F._FusedGMNM, layer.offset
+    return node.apply(
+        x,
+        layer.weight,
+        offsets_or_centres,
+        layer.mixture_weight,
+        layer.bias,
+        layer.n_projections,
+    )
 
 
 def layer_rows(base, repeats):
