@@ -48,6 +48,7 @@ from _common import (
     median,
     paired_ratios,
     relu_block,
+    save_results,
     timed,
     training_step,
 )
@@ -235,22 +236,14 @@ def write_results(layers, fits, args, base_commit):
             f"| {row['ratio']:.3f} [{row['ratio min']:.3f}, {row['ratio max']:.3f}] "
             f"| {row['score base']:.4f} | {row['score new']:.4f} |"
         )
-    out = Path(args.out)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "command": command_line(),
-                "machine": machine(),
-                "base": args.base,
-                "base_commit": base_commit,
-                "layers": layers,
-                "fits": fits,
-            },
-            indent=1,
-        )
+    save_results(
+        Path(args.out),
+        lines,
+        base=args.base,
+        base_commit=base_commit,
+        layers=layers,
+        fits=fits,
     )
-    print("\n".join(lines))
 
 
 def main():
