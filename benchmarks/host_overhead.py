@@ -21,7 +21,7 @@ variant back to back, in a new order each round). Usage::
 
     python benchmarks/host_overhead.py --base HEAD~1 --out benchmarks/results/NAME
 
-Writes NAME.md and NAME.json.
+Writes NAME.md, .json and .png (``--quick``: a small smoke run, NAME_quick.*).
 """
 
 import argparse
@@ -246,6 +246,30 @@ def write_results(layers, fits, args, base_commit):
     )
 
 
+def plot(layers, fits, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [
+        "N={N} d={d}\nm={m} k={k}\n".format(**r["size"]) + r["form"] for r in layers
+    ] + ["fit"]
+    rows = layers + fits
+    ratios = [r["ratio"] for r in rows]
+    low = [r["ratio"] - r["ratio min"] for r in rows]
+    high = [r["ratio max"] - r["ratio"] for r in rows]
+    fig, ax = plt.subplots(figsize=(13, 4))
+    ax.bar(range(len(rows)), ratios, yerr=[low, high], capsize=3, color="tab:blue")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(rows)), labels, fontsize=6)
+    ax.set_ylabel("time: new / base (median, min-max)")
+    ax.set_title("GMNM layer on the CPU: this tree against another revision")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="HEAD~1", help="git revision to compare with")
@@ -253,7 +277,12 @@ def main():
     parser.add_argument("--fit-repeats", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "host_overhead"))
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args()
+    if args.quick:
+        SIZES[:] = [SIZES[0], SIZES[3]]
+        args.repeats, args.fit_repeats = 2, 1
+        args.out = f"{args.out}_quick"
     torch.set_num_threads(args.threads)
     base_commit = subprocess.run(
         ["git", "rev-parse", "--short", args.base],
@@ -267,6 +296,7 @@ def main():
         layers = layer_rows(base, args.repeats)
         fits = fit_rows(base, args.fit_repeats)
     write_results(layers, fits, args, base_commit)
+    plot(layers, fits, Path(args.out).with_suffix(".png"))
 
 
 if __name__ == "__main__":
