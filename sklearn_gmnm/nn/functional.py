@@ -234,6 +234,7 @@ def _autocast_on_before_2_4(device_type: str) -> bool:
 
 
 def _takes_device_type(is_autocast_enabled) -> bool:
+    """Whether torch's autocast test takes a device type (it does from torch 2.4)."""
     try:
         is_autocast_enabled("cpu")
     except TypeError:
