@@ -6,6 +6,7 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -57,6 +58,23 @@ def training_step(model, forward, x):
 def paired_ratios(a, b):
     """a[i] / b[i]: each round's ratio (the two timings ran back to back)."""
     return [x / y for x, y in zip(a, b, strict=True)]
+
+
+def ratio_summary(a, b):
+    """The median, min and max over rounds of a[i] / b[i] (each round's timings ran
+    back to back), as the keys "ratio", "ratio min" and "ratio max" of a table row."""
+    ratios = paired_ratios(a, b)
+    return {"ratio": median(ratios), "ratio min": min(ratios), "ratio max": max(ratios)}
+
+
+def timed_fit(estimator, X, y):
+    """Seconds an estimator's ``fit(X, y)`` takes, its convergence warnings silenced
+    (benchmarks fit for a fixed number of epochs)."""
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(X, y)
+    return time.perf_counter() - start
 
 
 def median(values):

@@ -26,8 +26,6 @@ Writes benchmarks/results/centres_node.md, .json and .png.
 import argparse
 import json
 import sys
-import time
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -41,10 +39,12 @@ from _common import (
     machine,
     median,
     paired_ratios,
+    ratio_summary,
     relu_block,
     save_results,
     scores_cell,
     timed,
+    timed_fit,
     training_step,
 )
 
@@ -96,14 +96,11 @@ def layer_rows(repeats):
             for name, (model, forward) in steps.items():
                 step = partial(training_step, model, forward, x)
                 times[name].append(timed(step, inner))
-        ratios = paired_ratios(times["centres node"], times["offsets by autograd"])
         rows.append(
             {
                 "size": {"N": n, "d": d, "m": m, "k": k, "out": out},
                 **{f"us {name}": median(t) for name, t in times.items()},
-                "ratio": median(ratios),
-                "ratio min": min(ratios),
-                "ratio max": max(ratios),
+                **ratio_summary(times["centres node"], times["offsets by autograd"]),
                 "relu speed old": median(
                     paired_ratios(times["relu"], times["offsets by autograd"])
                 ),
@@ -140,22 +137,15 @@ def fit_rows(repeats):
                 GMNM.forward = forwards[form]
                 try:
                     estimator = Estimator(max_iter=10, random_state=0)
-                    start = time.perf_counter()
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # max_iter=10: not converged
-                        estimator.fit(X_case, y_case)
-                    times[form].append(time.perf_counter() - start)
+                    times[form].append(timed_fit(estimator, X_case, y_case))
                 finally:
                     GMNM.forward = node_forward
                 scores[form] = estimator.score(X_case, y_case)
-        ratios = paired_ratios(times["centres node"], times["offsets by autograd"])
         rows.append(
             {
                 "case": case,
                 **{f"s {form}": median(t) for form, t in times.items()},
-                "ratio": median(ratios),
-                "ratio min": min(ratios),
-                "ratio max": max(ratios),
+                **ratio_summary(times["centres node"], times["offsets by autograd"]),
                 **{f"score {form}": s for form, s in scores.items()},
             }
         )

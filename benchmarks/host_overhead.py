@@ -33,8 +33,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -48,9 +46,11 @@ from _common import (
     machine,
     median,
     paired_ratios,
+    ratio_summary,
     relu_block,
     save_results,
     timed,
+    timed_fit,
     training_step,
 )
 
@@ -137,15 +137,12 @@ def layer_rows(base, repeats):
                     model, forward = steps[name]
                     step = partial(training_step, model, forward, x)
                     times[name].append(timed(step, inner))
-            ratios = paired_ratios(times["new"], times["base"])
             rows.append(
                 {
                     "size": {"N": n, "d": d, "m": m, "k": k, "out": out},
                     "form": form,
                     **{f"us {name}": median(t) for name, t in times.items()},
-                    "ratio": median(ratios),
-                    "ratio min": min(ratios),
-                    "ratio max": max(ratios),
+                    **ratio_summary(times["new"], times["base"]),
                     "relu speed base": median(
                         paired_ratios(times["relu"], times["base"])
                     ),
@@ -168,27 +165,18 @@ def fit_rows(base, repeats):
     estimators = {"base": base.GMNMRegressor, "new": sklearn_gmnm.GMNMRegressor}
     times = {name: [] for name in estimators}
     scores = {}
-    with warnings.catch_warnings():  # warm-up: the first fit's one-time costs
-        warnings.simplefilter("ignore")
-        for Estimator in estimators.values():
-            Estimator(max_iter=1, random_state=0).fit(X, y)
+    for Estimator in estimators.values():  # warm-up: the first fit's one-time costs
+        timed_fit(Estimator(max_iter=1, random_state=0), X, y)
     for round_ in range(repeats):
         order = list(estimators) if round_ % 2 else list(estimators)[::-1]
         for name in order:
             estimator = estimators[name](max_iter=10, random_state=0)
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # max_iter=10: not converged
-                estimator.fit(X, y)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed_fit(estimator, X, y))
             scores[name] = estimator.score(X, y)
-    ratios = paired_ratios(times["new"], times["base"])
     row = {
         "case": "GMNMRegressor, 10,000 x 20 synthetic, max_iter=10",
         **{f"s {name}": median(t) for name, t in times.items()},
-        "ratio": median(ratios),
-        "ratio min": min(ratios),
-        "ratio max": max(ratios),
+        **ratio_summary(times["new"], times["base"]),
         **{f"score {name}": s for name, s in scores.items()},
     }
     print(json.dumps(row), flush=True)
