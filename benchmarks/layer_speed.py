@@ -10,6 +10,10 @@ with h chosen so both have the same number of trainable parameters. Variants of 
 - ``custom``: the fused layer forced through the custom autograd node at every size,
 - ``autograd``: the fused layer forced through plain autograd ops at every size,
 - ``unfused``: the explicit formula that builds the (N, m, d) tensor ``x - mu``,
+- CPU only: ``cpu_kernel`` and ``centres_cpu_kernel``, the ``fused`` and ``centres``
+  layers with the compiled CPU kernel on (``functional.USE_CPU_KERNEL``: the Gaussian
+  responses and the projections' gradient in one C++ loop each; built once, before the
+  timings; left out, with a message, where it can't be built),
 - ``compiled``: the ``fused`` layer wrapped in the library's ``CompiledOrEager``
   (``torch.compile``, eager where compile is unavailable),
 - on a GPU, ``fused`` and ``centres`` are the library's default path, which runs
@@ -77,7 +81,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, count_parameters, machine, median
 
-from sklearn_gmnm.nn import GMNM, CompiledOrEager, _triton
+from sklearn_gmnm.nn import GMNM, CompiledOrEager, _cpu_kernel, _triton
 from sklearn_gmnm.nn import functional as F
 
 
@@ -104,6 +108,23 @@ class ThroughForm(nn.Module):
         ):
             raise RuntimeError("the hybrid form needs float32 CUDA tensors and Triton")
         return self.form(*args)
+
+
+class WithCPUKernel(nn.Module):
+    """A layer run with the compiled CPU kernel on (``functional.USE_CPU_KERNEL``). The
+    custom node picks its form in forward, for backward too."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        before = F.USE_CPU_KERNEL
+        F.USE_CPU_KERNEL = True
+        try:
+            return self.layer(x)
+        finally:
+            F.USE_CPU_KERNEL = before
 
 
 class UnfusedGMNM(nn.Module):
@@ -146,6 +167,12 @@ def _build(name, d, m, k):
         return fused
     if name == "centres":
         return GMNM(d, d, n_components=m, n_projections=k, explicit_centers=True)
+    if name == "cpu_kernel":
+        return WithCPUKernel(fused)
+    if name == "centres_cpu_kernel":
+        return WithCPUKernel(
+            GMNM(d, d, n_components=m, n_projections=k, explicit_centers=True)
+        )
     if name == "autograd":
         return ThroughForm(fused, F._gmnm_autograd)
     if name == "custom":
@@ -601,6 +628,11 @@ def main():
         "--no-compile", action="store_true", help="leave out the torch.compile variants"
     )
     parser.add_argument(
+        "--no-cpu-kernel",
+        action="store_true",
+        help="on the CPU, leave out the variants with the compiled CPU kernel",
+    )
+    parser.add_argument(
         "--no-graphs",
         action="store_true",
         help="on a GPU, leave out the CUDA-graph variants",
@@ -641,10 +673,16 @@ def main():
     dims = args.dims or ([2, 16] if args.quick else [2, 16, 64, 256])
     batches = args.batches or ([256] if args.quick else [256, 1024, 4096])
     repeats = 3 if args.quick else args.repeats
-    names = ["relu", "fused", "centres", "custom", "autograd", "unfused", "compiled"]
-    names.append("compiled_autograd")
+    names = ["relu", "fused", "centres", "cpu_kernel", "centres_cpu_kernel"]
+    names += ["custom", "autograd", "unfused", "compiled", "compiled_autograd"]
     if args.quick or args.no_compile:
         names = [name for name in names if "compiled" not in name]
+    if args.no_cpu_kernel or _cpu_kernel.load() is None:
+        if not args.no_cpu_kernel:
+            print(
+                "The compiled CPU kernel could not be built: its variants are left out."
+            )
+        names = [name for name in names if "cpu_kernel" not in name]
 
     rows = []
     shuffler = random.Random(0)

@@ -24,7 +24,7 @@ import os
 import torch
 from torch import Tensor
 
-from . import _triton
+from . import _cpu_kernel, _triton
 
 __all__ = [
     "gaussian_kernel_attention",
@@ -134,6 +134,53 @@ def _gaussian_responses(h: Tensor, n_projections: int) -> Tensor:
     for h_j in slices[1:]:
         y.addcmul_(h_j, h_j, value=-_HALF_LOG2E)
     return y.clamp_(min=_exponent_floor2(h.dtype)).exp2_()  # (N, m)
+
+
+def _cpu_kernel_setting(value: str) -> bool:
+    """``SKLEARN_GMNM_CPU_KERNEL`` read as True or False."""
+    setting = {"1": True, "true": True, "0": False, "false": False}
+    try:
+        return setting[value.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"SKLEARN_GMNM_CPU_KERNEL={value!r} is not one of '1' or '0'."
+        ) from None
+
+
+#: Whether CPU layers compute their Gaussian responses and the projections' gradient
+#: with the compiled kernel of ``sklearn_gmnm.nn._cpu_kernel`` (float32 and float64,
+#: wherever no gradient is recorded through them: inference, and inside the custom
+#: autograd node). Off by default: the kernel is compiled on first use (about a minute,
+#: once; it needs a C++ compiler and ninja), and where that fails a warning says so and
+#: torch's operations run. On 2 CPU cores it made a training step at batch 256 and 2-64
+#: input features take 0.86-0.95x the time (``benchmarks/results/layer_speed.md``,
+#: column ``cpu_kernel``). The results agree with torch's operations to float rounding.
+#: Set it here, or with the environment variable ``SKLEARN_GMNM_CPU_KERNEL`` (1 or 0)
+#: before the import.
+USE_CPU_KERNEL = _cpu_kernel_setting(os.environ.get("SKLEARN_GMNM_CPU_KERNEL", "0"))
+
+_CPU_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+def _kernel_for(h: Tensor):
+    """The compiled CPU kernel where it is on and applies to ``h``, else None: a
+    contiguous float32 or float64 CPU tensor through which no gradient is recorded."""
+    if (
+        USE_CPU_KERNEL
+        and h.is_cpu
+        and h.dtype in _CPU_KERNEL_DTYPES
+        and not h.requires_grad
+        and h.is_contiguous()
+    ):
+        return _cpu_kernel.load()
+    return None
+
+
+def _responses(h: Tensor, n_projections: int, kernel=None) -> Tensor:
+    """:func:`_gaussian_responses`, through the compiled CPU ``kernel`` if given."""
+    if kernel is None:
+        return _gaussian_responses(h, n_projections)
+    return kernel.responses(h, n_projections, -_HALF_LOG2E, _exponent_floor2(h.dtype))
 
 
 # When a gradient is wanted, inputs with at least this many elements in h (rows x k*m)
@@ -295,7 +342,7 @@ def _gmnm_autograd(x, weight, offset, mixture_weight, bias, n_projections):
     """The same maths as the custom node, left to autograd op by op (inference, and
     torch.compile on a GPU)."""
     h = torch.addmm(offset, x, weight.t())  # (N, k*m)
-    phi = _gaussian_responses(h, n_projections)  # (N, m)
+    phi = _responses(h, n_projections, _kernel_for(h))  # (N, m)
     return torch.nn.functional.linear(phi, mixture_weight, bias)  # (N, out)
 
 
@@ -336,13 +383,16 @@ class _FusedGMNM(torch.autograd.Function):
             ctx.has_bias,
             ctx.needs_input_grad,
             phi=phi,
+            kernel=ctx.kernel,
         )
 
 
 def _node_forward(ctx, x, weight, offset, mixture_weight, bias, n_projections):
     """The custom nodes' forward: the output, ``h`` and ``phi`` if it is to be kept."""
     h = torch.addmm(offset, x, weight.t())  # (N, k*m)
-    phi = _gaussian_responses(h, n_projections)  # (N, m)
+    # chosen here, for backward too: the same form both ways
+    ctx.kernel = _kernel_for(h)
+    phi = _responses(h, n_projections, ctx.kernel)  # (N, m)
     ctx.n_projections = n_projections
     ctx.has_bias = bias is not None
     keep_phi = phi if phi.numel() <= SAVE_PHI_MAX_ELEMENTS else None
@@ -392,6 +442,7 @@ class _FusedGMNMFromCenters(torch.autograd.Function):
             ctx.has_bias,
             needs,
             phi=phi,
+            kernel=ctx.kernel,
         )
         return _offsets_backward(grads, weight, centers, k, ctx.needs_input_grad)
 
@@ -436,6 +487,7 @@ def _gmnm_torch_backward(
     has_bias,
     needs,
     phi=None,
+    kernel=None,
 ):
     """Gradients of a GMNM layer for (x, weight, offset, mixture_weight, bias, k).
 
@@ -444,26 +496,33 @@ def _gmnm_torch_backward(
     mode on (a second derivative is asked for, ``create_graph=True``, as physics-informed
     losses do), ``h`` and ``phi`` are rebuilt from the inputs with differentiable
     operations, so the graph through them is exact. ``needs`` is the autograd node's
-    ``needs_input_grad``.
+    ``needs_input_grad``. ``kernel``: the compiled CPU kernel the forward pass took
+    (see ``USE_CPU_KERNEL``), or None for torch's operations.
     """
     k = n_projections
     n = x.shape[0]
     if h is None or torch.is_grad_enabled():
         h = torch.addmm(offset, x, weight.t())  # (N, k*m)
         phi = None
+        kernel = None  # the graph through h and phi needs torch's operations
     if phi is None:
-        phi = _gaussian_responses(h, k)  # (N, m)
+        phi = _responses(h, k, kernel)  # (N, m)
 
     grad_mixture = grad_out.t() @ phi if needs[3] else None  # (out, m)
     grad_bias = grad_out.sum(0) if has_bias and needs[4] else None
 
     # d out / d h_j = -(grad_out @ Pi) * phi * h_j for each projection slice j; the
     # sign goes on the small (out, m) matrix rather than on an (N, m) tensor.
-    scale = (grad_out @ mixture_weight.neg()).mul_(phi)  # (N, m)
-    del phi  # free it before grad_h is allocated: a lower peak of memory
-    # explicit sizes, not -1: a view of an empty batch (N = 0) can't infer them
-    grad_h = (h.view(n, k, scale.shape[1]) * scale.unsqueeze(1)).view_as(h)  # (N, k*m)
-    del scale
+    scale = grad_out @ mixture_weight.neg()  # (N, m)
+    if kernel is not None:  # the same products in one pass
+        grad_h = kernel.projections_grad(h, scale, phi, k)  # (N, k*m)
+        del phi, scale
+    else:
+        scale.mul_(phi)
+        del phi  # free it before grad_h is allocated: a lower peak of memory
+        # explicit sizes, not -1: a view of an empty batch (N = 0) can't infer them
+        grad_h = (h.view(n, k, scale.shape[1]) * scale.unsqueeze(1)).view_as(h)
+        del scale
 
     # Both GEMMs are skinny when in_features is small; these operand orders are the
     # fast ones on the CPU (up to 10x at in_features=2, equal at 64).
