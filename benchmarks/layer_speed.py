@@ -720,6 +720,7 @@ def main():
                 {
                     name: peak_step_memory(name, d, m, k, args.threads)
                     for name in ["relu", "fused", "centres", "custom", "autograd"]
+                    + [name for name in names if name == "cpu_kernel"]
                 }
                 if n == batches[0]  # one memory figure per d, at MEMORY_BATCH rows
                 else rows[-1]["peak_mib"]
@@ -757,6 +758,7 @@ def write_results(rows, names, args, m, k):
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.out
     variants = [n for n in names if n != "relu"]
+    peaks = [n for n in ("fused", "cpu_kernel", "custom", "autograd") if n in names]
     lines = [
         "# GMNM layer speed and memory vs a Linear+ReLU block (CPU)",
         "",
@@ -781,10 +783,10 @@ def write_results(rows, names, args, m, k):
         "",
         "| d | N | params (GMNM / ReLU h) | ReLU samples/s | "
         + " | ".join(f"speed {v}" for v in variants)
-        + " | saved fused | saved custom | saved autograd | saved unfused"
-        " | peak fused | peak custom | peak autograd | ReLU peak MiB"
-        " | faults ReLU | faults fused |",
-        "|" + "---|" * (4 + len(variants) + 10),
+        + " | saved fused | saved custom | saved autograd | saved unfused | "
+        + " | ".join(f"peak {name}" for name in peaks)
+        + " | ReLU peak MiB | faults ReLU | faults fused |",
+        "|" + "---|" * (4 + len(variants) + 7 + len(peaks)),
     ]
     for r in rows:
         lines.append(
@@ -792,9 +794,9 @@ def write_results(rows, names, args, m, k):
             f"{r['relu_samples_per_s']:,.0f} | "
             + " | ".join(f"{r[f'speed_{v}']:.2f}x" for v in variants)
             + f" | {r['saved_fused']:.2f}x | {r['saved_custom']:.2f}x"
-            f" | {r['saved_autograd']:.2f}x | {r['saved_unfused']:.2f}x"
-            f" | {r['peak_fused']:.2f}x | {r['peak_custom']:.2f}x"
-            f" | {r['peak_autograd']:.2f}x | {r['peak_mib']['relu']:.0f}"
+            f" | {r['saved_autograd']:.2f}x | {r['saved_unfused']:.2f}x | "
+            + " | ".join(f"{r[f'peak_{name}']:.2f}x" for name in peaks)
+            + f" | {r['peak_mib']['relu']:.0f}"
             f" | {r['faults_per_step']['relu']:.0f} | {r['faults_per_step']['fused']:.0f} |"
         )
     lines.append("")

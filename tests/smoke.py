@@ -13,7 +13,10 @@ def main():
     from sklearn_gmnm.nn import GMNM, GMNMMLP
 
     assert sklearn_gmnm.__version__ != "0.0.0", "package metadata is missing"
-    assert importlib.resources.files("sklearn_gmnm").joinpath("py.typed").is_file()
+    package = importlib.resources.files("sklearn_gmnm")
+    assert package.joinpath("py.typed").is_file()
+    # the opt-in CPU kernel's source, compiled on first use
+    assert package.joinpath("nn", "_cpu_kernel.cpp").is_file()
     torch.manual_seed(0)
     x = torch.randn(64, 3)
     layer = GMNM(3, 2, n_components=8).init_from_data(x, random_state=0)

@@ -141,10 +141,12 @@ def test_training_step_takes_the_kernel_both_ways(counting, monkeypatch):
 
 
 def test_recomputed_responses_take_the_kernel(counting, monkeypatch):
+    """Where backward recomputes phi, it frees phi before the projections' gradient is
+    allocated (torch's operations): the fused gradient would hold it, a higher peak."""
     monkeypatch.setattr(F, "SAVE_PHI_MAX_ELEMENTS", 0)  # backward recomputes phi
     layer = GMNM(4, 2, n_components=16, n_projections=2)
     layer(torch.randn(32, 4)).sum().backward()
-    assert counting.calls == {"responses": 2, "projections_grad": 1}
+    assert counting.calls == {"responses": 2, "projections_grad": 0}
 
 
 @pytest.mark.parametrize(
