@@ -1,19 +1,20 @@
 """An opt-in compiled CPU kernel for the two elementwise passes of a GMNM layer.
 
-Torch computes the Gaussian responses ``phi = exp(-0.5 * sum_j h_j**2)`` as four
+Torch computes the Gaussian responses ``phi = exp(-0.5 * sum_j h_j**2)`` as k + 2
 operations (k ``addcmul``, a ``clamp_`` and an ``exp2_``) and, in backward, the
 projections' gradient as two more. Each is a pass over memory and a few microseconds of
-the host's time: on a 2-core CPU, at batch 256 and few input features, they make much of
-the gap to a Linear+ReLU block. ``_cpu_kernel.cpp`` fuses each of the two into one
-vectorised loop over the rows, split over torch's threads.
+the host's time, which show at small batches. ``_cpu_kernel.cpp`` fuses each of the two
+into one vectorised loop over the rows, split over torch's threads: on 2 CPU cores a
+training step took 0.80-0.97x the time (``benchmarks/results/cpu_kernel.md``).
 
 It is compiled on first use with :func:`torch.utils.cpp_extension.load_inline`, which
-needs a C++ compiler and ninja (``pip install sklearn-gmnm[cpu-kernel]`` brings ninja)
-and takes about a minute once; torch caches the build (``TORCH_EXTENSIONS_DIR``, by
-default ``~/.cache/torch_extensions``) for later processes. So it is off by default:
-:data:`sklearn_gmnm.nn.functional.USE_CPU_KERNEL` turns it on (or the environment
-variable ``SKLEARN_GMNM_CPU_KERNEL=1`` before the import). Where the build fails, a
-warning names the reason once and the layer keeps torch's operations.
+needs a C++ compiler and ninja (``pip install "sklearn-gmnm[cpu-kernel]"`` brings ninja)
+and takes about 40 seconds on 2 cores, once: torch caches the build
+(``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``) for later
+processes. So it is off by default: :data:`sklearn_gmnm.nn.functional.USE_CPU_KERNEL`
+turns it on (or the environment variable ``SKLEARN_GMNM_CPU_KERNEL=1`` before the
+import). Where the build fails, a warning names the reason once and the layer keeps
+torch's operations.
 """
 
 import platform

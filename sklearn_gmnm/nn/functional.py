@@ -150,13 +150,14 @@ def _cpu_kernel_setting(value: str) -> bool:
 #: Whether CPU layers compute their Gaussian responses and the projections' gradient
 #: with the compiled kernel of ``sklearn_gmnm.nn._cpu_kernel`` (float32 and float64,
 #: wherever no gradient is recorded through them: inference, and inside the custom
-#: autograd node). Off by default: the kernel is compiled on first use (about a minute,
-#: once; it needs a C++ compiler and ninja), and where that fails a warning says so and
-#: torch's operations run. On 2 CPU cores it made a training step at batch 256 and 2-64
-#: input features take 0.86-0.95x the time (``benchmarks/results/layer_speed.md``,
-#: column ``cpu_kernel``). The results agree with torch's operations to float rounding.
-#: Set it here, or with the environment variable ``SKLEARN_GMNM_CPU_KERNEL`` (1 or 0)
-#: before the import.
+#: autograd node). Off by default: the kernel is compiled on first use (about 40 s on 2
+#: cores, once; torch caches the build), which needs a C++ compiler and ninja; where
+#: that fails a warning says so and torch's operations run. Side by side on 2 CPU cores
+#: (``benchmarks/results/cpu_kernel.md``) a training step took 0.91-0.93x the time at
+#: batch 256 and 2-16 inputs (m=256, k=2), 0.95-0.97x at 64-256 inputs, 0.80-0.88x for
+#: the estimators' layer at 1-200 rows; estimator fits 0.91-0.94x. The results agree
+#: with torch's operations to float rounding. Set it here, or with the environment
+#: variable ``SKLEARN_GMNM_CPU_KERNEL`` (1 or 0) before the import.
 USE_CPU_KERNEL = _cpu_kernel_setting(os.environ.get("SKLEARN_GMNM_CPU_KERNEL", "0"))
 
 _CPU_KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -581,7 +582,9 @@ def gmnm(
     through plain autograd operations instead); inference always takes the plain
     operations, and so do :func:`torch.autocast` (with the responses in float32), the
     transforms of :mod:`torch.func` and forward-mode differentiation, for which the
-    nodes define no rules. All compute the same values. :func:`torch.compile` traces
+    nodes define no rules. On the CPU, ``USE_CPU_KERNEL`` (off by default) computes the
+    Gaussian responses and their gradient in a compiled kernel wherever no gradient is
+    recorded through them. All compute the same values. :func:`torch.compile` traces
     the torch forms: on a GPU the plain operations, which Inductor fuses, on the CPU the
     custom node.
 
