@@ -36,6 +36,7 @@ from _common import (
     RESULTS,
     command_line,
     count_parameters,
+    estimator_fit_cases,
     machine,
     median,
     paired_ratios,
@@ -48,7 +49,6 @@ from _common import (
     training_step,
 )
 
-from sklearn_gmnm import GMNMClassifier, GMNMRegressor
 from sklearn_gmnm.nn import GMNM
 from sklearn_gmnm.nn import functional as F
 
@@ -114,14 +114,7 @@ def layer_rows(repeats):
 
 
 def fit_rows(repeats):
-    from sklearn.datasets import load_digits, make_regression
-
-    X, y = make_regression(10_000, 20, noise=1.0, random_state=0)
-    X_digits, y_digits = load_digits(return_X_y=True)
-    cases = {
-        "GMNMRegressor, 10,000 x 20 synthetic": (GMNMRegressor, X, y),
-        "GMNMClassifier, digits (1,797 x 64)": (GMNMClassifier, X_digits, y_digits),
-    }
+    cases = estimator_fit_cases()
     node_forward = GMNM.forward
     forwards = {
         "offsets by autograd": offsets_by_autograd,

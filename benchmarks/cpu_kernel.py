@@ -8,9 +8,9 @@ one layer, the default (``centres``: explicit centres) and the fused one (``fuse
 learnt offsets), with the kernel off and on and a Linear+ReLU block of the same
 parameter count, at the estimators' sizes and at ``layer_speed.py``'s. Part 2 times
 ``GMNMRegressor`` and ``GMNMClassifier`` fits at their defaults (``max_iter=10``) with
-the kernel off and on, alternating which goes first. Ratios are the median over rounds
-of each round's time ratio (a round runs every variant back to back, in a new order each
-round). The kernel is built before the timings. Usage::
+the kernel off and on, alternating which goes first, after one untimed fit. Ratios are
+the median over rounds of each round's time ratio (a round runs every variant back to
+back, in a new order each round). The kernel is built before the timings. Usage::
 
     python benchmarks/cpu_kernel.py             # about 5 minutes on 2 cores
 
@@ -31,6 +31,7 @@ from _common import (
     RESULTS,
     command_line,
     count_parameters,
+    estimator_fit_cases,
     machine,
     median,
     paired_ratios,
@@ -43,7 +44,6 @@ from _common import (
     training_step,
 )
 
-from sklearn_gmnm import GMNMClassifier, GMNMRegressor
 from sklearn_gmnm.nn import GMNM, _cpu_kernel
 from sklearn_gmnm.nn import functional as F
 
@@ -120,17 +120,11 @@ def layer_rows(repeats, shuffler):
 
 
 def fit_rows(repeats):
-    from sklearn.datasets import load_digits, make_regression
-
-    X, y = make_regression(10_000, 20, noise=1.0, random_state=0)
-    X_digits, y_digits = load_digits(return_X_y=True)
-    cases = {
-        "GMNMRegressor, 10,000 x 20 synthetic": (GMNMRegressor, X, y),
-        "GMNMClassifier, digits (1,797 x 64)": (GMNMClassifier, X_digits, y_digits),
-    }
+    cases = estimator_fit_cases()
     rows = []
     before = F.USE_CPU_KERNEL
     for case, (Estimator, X_case, y_case) in cases.items():
+        timed_fit(Estimator(max_iter=1, random_state=0), X_case, y_case)  # warm up
         times = {False: [], True: []}
         scores = {}
         for round_ in range(repeats):

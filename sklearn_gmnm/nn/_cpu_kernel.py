@@ -5,7 +5,7 @@ operations (k ``addcmul``, a ``clamp_`` and an ``exp2_``) and, in backward, the
 projections' gradient as two more. Each is a pass over memory and a few microseconds of
 the host's time, which show at small batches. ``_cpu_kernel.cpp`` fuses each of the two
 into one vectorised loop over the rows, split over torch's threads: on 2 CPU cores a
-training step took 0.80-0.97x the time (``benchmarks/results/cpu_kernel.md``).
+training step took 0.78-0.98x the time (``benchmarks/results/cpu_kernel.md``).
 
 It is compiled on first use with :func:`torch.utils.cpp_extension.load_inline`, which
 needs a C++ compiler and ninja (``pip install "sklearn-gmnm[cpu-kernel]"`` brings ninja)

@@ -136,15 +136,21 @@ def _gaussian_responses(h: Tensor, n_projections: int) -> Tensor:
     return y.clamp_(min=_exponent_floor2(h.dtype)).exp2_()  # (N, m)
 
 
+_ON_OFF = {"1": True, "true": True, "0": False, "false": False}
+
+
+def _read_setting(variable: str, value: str, choices: dict, spelled: str):
+    """The environment variable ``variable``'s ``value`` through ``choices`` (keys in
+    lower case), or a ValueError that names the variable and the values it takes."""
+    try:
+        return choices[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{variable}={value!r} is not one of {spelled}.") from None
+
+
 def _cpu_kernel_setting(value: str) -> bool:
     """``SKLEARN_GMNM_CPU_KERNEL`` read as True or False."""
-    setting = {"1": True, "true": True, "0": False, "false": False}
-    try:
-        return setting[value.strip().lower()]
-    except KeyError:
-        raise ValueError(
-            f"SKLEARN_GMNM_CPU_KERNEL={value!r} is not one of '1' or '0'."
-        ) from None
+    return _read_setting("SKLEARN_GMNM_CPU_KERNEL", value, _ON_OFF, "'1' or '0'")
 
 
 #: Whether CPU layers compute their Gaussian responses and the projections' gradient
@@ -153,9 +159,10 @@ def _cpu_kernel_setting(value: str) -> bool:
 #: autograd node). Off by default: the kernel is compiled on first use (about 40 s on 2
 #: cores, once; torch caches the build), which needs a C++ compiler and ninja; where
 #: that fails a warning says so and torch's operations run. Side by side on 2 CPU cores
-#: (``benchmarks/results/cpu_kernel.md``) a training step took 0.91-0.93x the time at
-#: batch 256 and 2-16 inputs (m=256, k=2), 0.95-0.97x at 64-256 inputs, 0.80-0.88x for
-#: the estimators' layer at 1-200 rows; estimator fits 0.91-0.94x. The results agree
+#: (``benchmarks/results/cpu_kernel.md``, two runs) a training step took 0.90-0.93x the
+#: time at batch 256 and 2-16 inputs (m=256, k=2), 0.93-0.98x at 64-256 inputs,
+#: 0.78-0.89x for the estimators' layer at 1-200 rows; estimator fits 0.91-0.96x. The
+#: results agree
 #: with torch's operations to float rounding. Set it here, or with the environment
 #: variable ``SKLEARN_GMNM_CPU_KERNEL`` (1 or 0) before the import.
 USE_CPU_KERNEL = _cpu_kernel_setting(os.environ.get("SKLEARN_GMNM_CPU_KERNEL", "0"))
@@ -238,13 +245,8 @@ def _contiguous_grad_weight(x: Tensor) -> bool:
 
 def _triton_setting(value: str):
     """``SKLEARN_GMNM_TRITON`` read as "auto", True or False."""
-    setting = {"auto": "auto", "1": True, "true": True, "0": False, "false": False}
-    try:
-        return setting[value.strip().lower()]
-    except KeyError:
-        raise ValueError(
-            f"SKLEARN_GMNM_TRITON={value!r} is not one of 'auto', '1' or '0'."
-        ) from None
+    choices = {"auto": "auto", **_ON_OFF}
+    return _read_setting("SKLEARN_GMNM_TRITON", value, choices, "'auto', '1' or '0'")
 
 
 #: When :func:`gmnm` runs float32 CUDA inputs through the Triton kernels of
