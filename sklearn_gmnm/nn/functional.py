@@ -172,13 +172,16 @@ _CPU_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 def _kernel_for(h: Tensor):
     """The compiled CPU kernel where it is on and applies to ``h``, else None: a
-    contiguous float32 or float64 CPU tensor through which no gradient is recorded."""
+    contiguous float32 or float64 CPU tensor through which no gradient is recorded,
+    outside :func:`torch.compile` (which can't trace the kernel, and fuses torch's
+    operations itself)."""
     if (
         USE_CPU_KERNEL
         and h.is_cpu
         and h.dtype in _CPU_KERNEL_DTYPES
         and not h.requires_grad
         and h.is_contiguous()
+        and not _compiling()
     ):
         return _cpu_kernel.load()
     return None
@@ -313,6 +316,13 @@ _functorch_transforms_active = getattr(
 )
 
 
+def _compiling() -> bool:
+    """Whether :func:`torch.compile` is tracing (never, in a torch without the test: it
+    came with torch 2.3). Looked up on each call, so tests can stand in for it."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return is_compiling is not None and is_compiling()
+
+
 #: Whether :func:`torch.export.export` is tracing (never, in a torch without the test). An
 #: exported program is a graph of torch's operations, with no place for the custom
 #: autograd nodes; through the node, export also fixed a largest batch size (from
@@ -338,7 +348,7 @@ def _leave_to_inductor(x: Tensor) -> bool:
     On the CPU, compiled, the plain operations ran 0.35-0.84x the ReLU block's speed and
     the custom node 0.69-1.07x (``layer_speed.md``; 0.36-0.81x and 0.63-1.08x in a later
     run): there the node stays."""
-    return x.is_cuda and torch.compiler.is_compiling()
+    return x.is_cuda and _compiling()
 
 
 def _gmnm_autograd(x, weight, offset, mixture_weight, bias, n_projections):

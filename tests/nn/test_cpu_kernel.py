@@ -179,6 +179,24 @@ def test_plain_autograd_path_keeps_torch_operations(counting, monkeypatch):
     assert x.grad is not None
 
 
+def test_torch_compile_traces_torch_operations(counting):
+    """Dynamo can't trace the kernel (it would break the graph and warn): compiled, the
+    layer gives Inductor torch's operations."""
+    torch.manual_seed(0)
+    layer = GMNM(4, 2, n_components=16, n_projections=2)
+    x = torch.randn(32, 4, requires_grad=True)
+    compiled = torch.compile(layer)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*Dynamo does not know how to trace")
+        out = compiled(x)
+        grad = torch.autograd.grad(out.sum(), x)[0]
+    assert counting.calls == {"responses": 0, "projections_grad": 0}
+    eager = layer(x)  # the kernel, eagerly
+    assert counting.calls["responses"] == 1
+    torch.testing.assert_close(out, eager)
+    torch.testing.assert_close(grad, torch.autograd.grad(eager.sum(), x)[0])
+
+
 def test_second_derivative_with_kernel_on(kernel_on):
     """create_graph: backward rebuilds h and phi with torch's operations."""
     torch.manual_seed(0)
