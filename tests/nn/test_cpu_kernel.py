@@ -47,7 +47,7 @@ def torch_projections_grad(h, scale, phi, k):
 @pytest.mark.parametrize("m", [1, 8, 13, 64])  # 13: a tail after the vectors
 def test_kernel_matches_torch_operations(kernel, k, m, dtype):
     torch.manual_seed(0)
-    n = 70  # more than one thread's share of rows
+    n = 197  # rows for several threads (at least 64 each), and not a multiple of 64
     h = torch.randn(n, k * m, dtype=dtype) * 3
     h[0] = 1e4  # far from every centre: the exponent's floor
     phi = kernel.responses(h, k, -F._HALF_LOG2E, F._exponent_floor2(dtype))
@@ -66,6 +66,23 @@ def test_kernel_matches_torch_operations(kernel, k, m, dtype):
     grad_h = kernel.projections_grad(h, scale, phi, k)
     # the same two products in the same order: bitwise torch's result
     assert torch.equal(grad_h, torch_projections_grad(h, scale, phi, k))
+
+
+def test_kernel_results_do_not_depend_on_the_threads(kernel):
+    """Rows are split over torch's threads; each row's arithmetic is the same."""
+    torch.manual_seed(0)
+    h, scale = torch.randn(300, 2 * 40), torch.randn(300, 40)
+    floor = F._exponent_floor2(h.dtype)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        phi_one = kernel.responses(h, 2, -F._HALF_LOG2E, floor)
+        grad_one = kernel.projections_grad(h, scale, phi_one, 2)
+    finally:
+        torch.set_num_threads(threads)
+    phi = kernel.responses(h, 2, -F._HALF_LOG2E, floor)
+    assert torch.equal(phi, phi_one)
+    assert torch.equal(kernel.projections_grad(h, scale, phi, 2), grad_one)
 
 
 def test_kernel_refuses_bad_arguments(kernel):
