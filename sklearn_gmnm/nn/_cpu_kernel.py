@@ -57,7 +57,9 @@ def load():
             warnings.warn(
                 "sklearn_gmnm could not build its CPU kernel (USE_CPU_KERNEL / "
                 f"SKLEARN_GMNM_CPU_KERNEL is on), so it uses torch's operations: "
-                f"{type(error).__name__}: {error}",
+                f"{type(error).__name__}: {error}. The kernel needs a C++ compiler and "
+                "ninja (pip install 'sklearn-gmnm[cpu-kernel]'); "
+                "SKLEARN_GMNM_CPU_KERNEL=0 turns it off.",
                 RuntimeWarning,
                 stacklevel=2,
             )
