@@ -93,6 +93,29 @@ def estimator_fit_cases():
     }
 
 
+def plot_ratio_bars(path, labels, rows, ylabel, title, colors="tab:blue", **figure):
+    """A bar per row at its median ratio (``row["ratio"]``), whiskers from
+    ``"ratio min"`` to ``"ratio max"``, a line at 1; saved to ``path``. ``figure``:
+    ``figsize`` (default (11, 4)) and ``fontsize`` of the labels (default 7)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = [r["ratio"] for r in rows]
+    low = [r["ratio"] - r["ratio min"] for r in rows]
+    high = [r["ratio max"] - r["ratio"] for r in rows]
+    fig, ax = plt.subplots(figsize=figure.get("figsize", (11, 4)))
+    ax.bar(range(len(rows)), ratios, yerr=[low, high], capsize=3, color=colors)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(rows)), labels, fontsize=figure.get("fontsize", 7))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def median(values):
     values = sorted(values)
     n = len(values)

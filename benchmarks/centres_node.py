@@ -40,6 +40,7 @@ from _common import (
     machine,
     median,
     paired_ratios,
+    plot_ratio_bars,
     ratio_summary,
     relu_block,
     save_results,
@@ -199,27 +200,16 @@ def write_results(layers, fits, args):
 
 
 def plot(layers, fits, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = ["N={N} d={d}\nm={m} k={k}".format(**r["size"]) for r in layers] + [
         r["case"].split(",")[0] + "\nfit" for r in fits
     ]
-    rows = layers + fits
-    ratios = [r["ratio"] for r in rows]
-    low = [r["ratio"] - r["ratio min"] for r in rows]
-    high = [r["ratio max"] - r["ratio"] for r in rows]
-    fig, ax = plt.subplots(figsize=(11, 4))
-    ax.bar(range(len(rows)), ratios, yerr=[low, high], capsize=3, color="tab:blue")
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(rows)), labels, fontsize=7)
-    ax.set_ylabel("time: centres node / offsets by autograd")
-    ax.set_title("Default GMNM layer on the CPU: offsets formed inside the node")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_ratio_bars(
+        path,
+        labels,
+        layers + fits,
+        "time: centres node / offsets by autograd",
+        "Default GMNM layer on the CPU: offsets formed inside the node",
+    )
 
 
 def main():

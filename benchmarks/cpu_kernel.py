@@ -14,7 +14,8 @@ back, in a new order each round). The kernel is built before the timings. Usage:
 
     python benchmarks/cpu_kernel.py             # about 5 minutes on 2 cores
 
-Writes benchmarks/results/cpu_kernel.md, .json and .png.
+Writes benchmarks/results/cpu_kernel.md, .json and .png (``--replot``: redraws the
+.png from the .json).
 """
 
 import argparse
@@ -35,6 +36,7 @@ from _common import (
     machine,
     median,
     paired_ratios,
+    plot_ratio_bars,
     ratio_summary,
     relu_block,
     save_results,
@@ -199,29 +201,21 @@ def write_results(layers, fits, args):
 
 
 def plot(layers, fits, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = [
         "{layer}\nN={N} d={d}".format(layer=r["layer"], **r["size"]) for r in layers
     ] + [r["case"].split(",")[0] + "\nfit" for r in fits]
     rows = layers + fits
-    ratios = [r["ratio"] for r in rows]
-    low = [r["ratio"] - r["ratio min"] for r in rows]
-    high = [r["ratio max"] - r["ratio"] for r in rows]
     colors = ["tab:blue" if r.get("layer") == "centres" else "tab:orange" for r in rows]
-    fig, ax = plt.subplots(figsize=(13, 4))
-    ax.bar(range(len(rows)), ratios, color=colors)
-    ax.errorbar(range(len(rows)), ratios, yerr=[low, high], fmt="none", color="gray")
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(rows)), labels, fontsize=6)
-    ax.set_ylabel("time: kernel on / off (median, min-max)")
-    ax.set_title("GMNM on the CPU: the compiled kernel against torch's operations")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_ratio_bars(
+        path,
+        labels,
+        rows,
+        "time: kernel on / off (median, min-max)",
+        "GMNM on the CPU: the compiled kernel against torch's operations",
+        colors=colors,
+        figsize=(18, 4.5),
+        fontsize=6,
+    )
 
 
 def main():
@@ -230,7 +224,14 @@ def main():
     parser.add_argument("--fit-repeats", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "cpu_kernel"))
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw NAME.png from NAME.json"
+    )
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(Path(args.out).with_suffix(".json").read_text())
+        plot(saved["layers"], saved["fits"], Path(args.out).with_suffix(".png"))
+        return
     torch.set_num_threads(args.threads)
     if _cpu_kernel.load() is None:
         sys.exit("The compiled CPU kernel could not be built (see the warning).")

@@ -13,15 +13,11 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
-#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
 #include <cmath>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <utility>
 
 namespace {
 
@@ -47,6 +43,15 @@ void for_each_row(int64_t n_rows, const Body& body) {
   for (int64_t row = 0; row < n_rows; ++row) body(row);
 }
 
+// Checks that h is (N, k*m) and gives N and m.
+std::pair<int64_t, int64_t> rows_and_gaussians(const torch::Tensor& h,
+                                                int64_t n_projections) {
+  TORCH_CHECK(n_projections >= 1, "n_projections must be at least 1");
+  TORCH_CHECK(h.dim() == 2 && h.size(1) % n_projections == 0,
+              "h must have shape (N, k*m), got ", h.sizes());
+  return {h.size(0), h.size(1) / n_projections};
+}
+
 void check(const torch::Tensor& t, const char* name, int64_t n_rows, int64_t n_cols,
            const torch::Tensor& like) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
@@ -63,10 +68,8 @@ void check(const torch::Tensor& t, const char* name, int64_t n_rows, int64_t n_c
 // with factor = -0.5 * log2(e) and floor the lowest exponent (see functional.py).
 torch::Tensor responses(const torch::Tensor& h, int64_t n_projections, double factor,
                         double floor) {
-  TORCH_CHECK(n_projections >= 1, "n_projections must be at least 1");
-  TORCH_CHECK(h.dim() == 2 && h.size(1) % n_projections == 0,
-              "h must have shape (N, k*m), got ", h.sizes());
-  const int64_t n = h.size(0), k = n_projections, m = h.size(1) / k;
+  const auto sizes = rows_and_gaussians(h, n_projections);
+  const int64_t n = sizes.first, m = sizes.second, k = n_projections;
   check(h, "h", n, k * m, h);
   auto phi = torch::empty({n, m}, h.options());
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "gmnm_responses", [&] {
@@ -101,10 +104,8 @@ torch::Tensor responses(const torch::Tensor& h, int64_t n_projections, double fa
 // the projections, where scale = -(grad_out @ Pi) is the gradient reaching phi times -1.
 torch::Tensor projections_grad(const torch::Tensor& h, const torch::Tensor& scale,
                                const torch::Tensor& phi, int64_t n_projections) {
-  TORCH_CHECK(n_projections >= 1, "n_projections must be at least 1");
-  TORCH_CHECK(h.dim() == 2 && h.size(1) % n_projections == 0,
-              "h must have shape (N, k*m), got ", h.sizes());
-  const int64_t n = h.size(0), k = n_projections, m = h.size(1) / k;
+  const auto sizes = rows_and_gaussians(h, n_projections);
+  const int64_t n = sizes.first, m = sizes.second, k = n_projections;
   check(h, "h", n, k * m, h);
   check(scale, "scale", n, m, h);
   check(phi, "phi", n, m, h);

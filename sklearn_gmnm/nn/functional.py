@@ -162,9 +162,8 @@ def _cpu_kernel_setting(value: str) -> bool:
 #: (``benchmarks/results/cpu_kernel.md``, two runs) a training step took 0.90-0.93x the
 #: time at batch 256 and 2-16 inputs (m=256, k=2), 0.93-0.98x at 64-256 inputs,
 #: 0.78-0.89x for the estimators' layer at 1-200 rows; estimator fits 0.91-0.96x. The
-#: results agree
-#: with torch's operations to float rounding. Set it here, or with the environment
-#: variable ``SKLEARN_GMNM_CPU_KERNEL`` (1 or 0) before the import.
+#: results agree with torch's operations to float rounding. Set it here, or with the
+#: environment variable ``SKLEARN_GMNM_CPU_KERNEL`` (1 or 0) before the import.
 USE_CPU_KERNEL = _cpu_kernel_setting(os.environ.get("SKLEARN_GMNM_CPU_KERNEL", "0"))
 
 _CPU_KERNEL_DTYPES = (torch.float32, torch.float64)

@@ -8,8 +8,6 @@ succeed.
 import math
 import os
 import shutil
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -258,13 +256,7 @@ def test_cpu_kernel_setting_refuses_other_values():
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, "False"), ("1", "True")])
-def test_environment_variable_sets_use_cpu_kernel(value, expected):
+def test_environment_variable_sets_use_cpu_kernel(value, expected, setting_at_import):
     """Read once, at import (here in a fresh interpreter); off by default."""
-    env = {k: v for k, v in os.environ.items() if k != "SKLEARN_GMNM_CPU_KERNEL"}
-    if value:
-        env["SKLEARN_GMNM_CPU_KERNEL"] = value
-    code = "from sklearn_gmnm.nn import functional as F; print(F.USE_CPU_KERNEL)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True
-    )
-    assert result.stdout.strip() == expected, result.stderr
+    got, stderr = setting_at_import("SKLEARN_GMNM_CPU_KERNEL", value, "USE_CPU_KERNEL")
+    assert got == expected, stderr
